@@ -1,0 +1,1 @@
+"""hybrid-ingest: shared contracts (specs, wire format, registry, state, lake layout) and the CLI."""

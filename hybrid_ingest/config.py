@@ -1,0 +1,120 @@
+"""Typed settings: resource names and where the lake and the AWS endpoint are.
+
+Names default to the terraform defaults (``terraform/variables.tf``: ``name_prefix``),
+so the CLI finds on AWS exactly what terraform created and, locally, creates the
+same names on the moto stack. Everything is resolved once from the environment
+and then passed down as plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_PREFIX = "hybrid-ingest"
+DEFAULT_REGION = "eu-west-1"
+STACK_FILE = "stack.json"
+
+
+def _underscored(prefix: str) -> str:
+    return prefix.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names of every AWS resource the code touches (kept in step with terraform)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}-changes"
+
+    @property
+    def registry_table(self) -> str:
+        return f"{self.prefix}-registry"
+
+    @property
+    def state_table(self) -> str:
+        return f"{self.prefix}-state"
+
+    @property
+    def runs_table(self) -> str:
+        return f"{self.prefix}-runs"
+
+    @property
+    def curated_database(self) -> str:
+        return f"{_underscored(self.prefix)}_curated"
+
+    @property
+    def raw_database(self) -> str:
+        return f"{_underscored(self.prefix)}_raw"
+
+    @property
+    def state_machine(self) -> str:
+        return f"{self.prefix}-batch"
+
+    @property
+    def merge_job(self) -> str:
+        return f"{self.prefix}-merge"
+
+    @property
+    def streaming_job(self) -> str:
+        return f"{self.prefix}-stream"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.prefix}-alerts"
+
+    @property
+    def athena_workgroup(self) -> str:
+        return self.prefix
+
+    @property
+    def metrics_namespace(self) -> str:
+        return "HybridIngest"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where this process talks to: the AWS endpoint (None = real AWS), region and the lake root."""
+
+    home: Path
+    lake_uri: str
+    region: str = DEFAULT_REGION
+    endpoint_url: str | None = None
+    names: Names = field(default_factory=Names)
+
+    @property
+    def is_local(self) -> bool:
+        return self.endpoint_url is not None and self.lake_uri.startswith("file://")
+
+    @property
+    def stack_file(self) -> Path:
+        return self.home / STACK_FILE
+
+    def with_endpoint(self, endpoint_url: str | None) -> Settings:
+        return replace(self, endpoint_url=endpoint_url)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Resolve settings: explicit environment first, then the running local stack's record."""
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("HYBRID_INGEST_HOME", ".hybrid-ingest")).resolve()
+        endpoint = env.get("AWS_ENDPOINT_URL") or read_stack_endpoint(home)
+        lake = env.get("HYBRID_INGEST_LAKE_URI") or (home / "lake").as_uri()
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        names = Names(prefix=env.get("HYBRID_INGEST_PREFIX", DEFAULT_PREFIX))
+        return cls(home=home, lake_uri=lake, region=region, endpoint_url=endpoint, names=names)
+
+
+def read_stack_endpoint(home: Path) -> str | None:
+    """The endpoint of the local stack recorded by ``local up``, if one was started."""
+    path = home / STACK_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    endpoint = record.get("endpoint")
+    return str(endpoint) if endpoint else None

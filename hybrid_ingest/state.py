@@ -1,0 +1,374 @@
+"""State store on DynamoDB: checkpoints, leases, run locks, watermarks, job settings, run history.
+
+Every move of shared state is a conditional write (compare-and-set) so that two
+workers, two batch runs or a worker that lost its lease can never both succeed.
+Items in the state table (``pk``, ``sk``):
+
+* ``checkpoint#<stream>`` / ``<shard>``  last durable Kinesis position of a shard
+* ``lease#<name>``        / ``lease``    owner + expiry (shard leases, the batch run lock)
+* ``watermark#<table>``   / ``current``  per-shard merged positions, merged extracts, version
+* ``settings``            / ``merge``    job settings (engine thresholds, sizes, retention)
+
+Run history lives in its own table: ``pk`` = table name (or ``workflow``), ``sk`` =
+``<started_at ISO>#<run_id>``, so the newest runs of a table are one query.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import total_ordering
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Clock = Callable[[], float]
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "target_file_bytes": 128 * 1024 * 1024,
+    "max_rows_per_file": 5_000_000,
+    "tombstone_retention_hours": 168,
+    "version_retention_hours": 24,
+    "engine": "auto",
+    "spark_threshold_bytes": 2 * 1024**3,
+    "duckdb_memory_limit": "4GB",
+    "map_concurrency": 4,
+    "lock_lease_seconds": 3600,
+}
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Position:
+    """A Kinesis record position: sequence number plus KPL sub-sequence number (0 when not aggregated)."""
+
+    sequence: str
+    sub: int = 0
+
+    def key(self) -> tuple[int, int]:
+        return (int(self.sequence), self.sub)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Position):
+            return NotImplemented
+        return self.key() < other.key()
+
+    def encode(self) -> str:
+        return f"{self.sequence}:{self.sub}"
+
+    @classmethod
+    def decode(cls, text: str) -> Position:
+        sequence, _, sub = text.partition(":")
+        return cls(sequence, int(sub or 0))
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    owner: str
+    expires: float
+    token: int
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """What a table's curated state already contains; ``version`` guards the compare-and-set."""
+
+    table: str
+    shards: dict[str, Position] = field(default_factory=dict)
+    extracts: frozenset[str] = frozenset()
+    version: int = 0
+    newest_op_ts: float | None = None
+    last_run: str | None = None
+
+    def merged(self, shard: str, position: Position) -> bool:
+        done = self.shards.get(shard)
+        return done is not None and position <= done
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class StateStore:
+    """Adapter over the state and runs tables; clients and names passed in, clock injectable for tests."""
+
+    def __init__(self, dynamodb: DynamoDBClient, state_table: str, runs_table: str,
+                 clock: Clock = time.time) -> None:
+        self._ddb = dynamodb
+        self._state = state_table
+        self._runs = runs_table
+        self._clock = clock
+
+    # -- shard checkpoints --------------------------------------------------------------------
+
+    def checkpoints(self, stream: str) -> dict[str, Position]:
+        result: dict[str, Position] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._state,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                result[item["sk"]["S"]] = Position.decode(item["position"]["S"])
+            if "LastEvaluatedKey" not in page:
+                return result
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def checkpoint(self, stream: str, shard: str) -> Position | None:
+        item = self._ddb.get_item(
+            TableName=self._state, Key={"pk": {"S": f"checkpoint#{stream}"}, "sk": {"S": shard}},
+            ConsistentRead=True,
+        ).get("Item")
+        return Position.decode(item["position"]["S"]) if item else None
+
+    def set_checkpoint(self, stream: str, shard: str, position: Position, lease: Lease | None = None,
+                       finished: bool = False) -> None:
+        """Move a shard's checkpoint forward; refused if it would go back or the lease was lost."""
+        conditions = ["(attribute_not_exists(pk) OR seq_key < :seq)"]
+        values: dict[str, Any] = {":seq": {"S": sortable(position)}}
+        if lease is not None:
+            conditions.append("attribute_not_exists(lease_token) OR lease_token <= :token")
+            values[":token"] = {"N": str(lease.token)}
+        item: dict[str, Any] = {
+            "pk": {"S": f"checkpoint#{stream}"},
+            "sk": {"S": shard},
+            "position": {"S": position.encode()},
+            "seq_key": {"S": sortable(position)},
+            "finished": {"BOOL": finished},
+            "updated": {"N": repr(self._clock())},
+        }
+        if lease is not None:
+            item["lease_token"] = {"N": str(lease.token)}
+        try:
+            self._ddb.put_item(
+                TableName=self._state, Item=item,
+                ConditionExpression=" AND ".join(f"({c})" for c in conditions),
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise ConditionFailedError(
+                    f"checkpoint of {shard} not moved to {position.encode()}: behind the stored one or lease lost"
+                ) from exc
+            raise
+
+    def finished_shards(self, stream: str) -> set[str]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._state,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "finished = :t",
+            "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}, ":t": {"BOOL": True}},
+            "ConsistentRead": True,
+        }
+        page = self._ddb.query(**kwargs)
+        return {item["sk"]["S"] for item in page.get("Items", [])}
+
+    # -- leases and locks ---------------------------------------------------------------------
+
+    def acquire(self, name: str, owner: str, ttl_seconds: float) -> Lease:
+        """Take a lease if free, expired or already ours; raise LeaseHeldError otherwise.
+
+        ``token`` grows on every change of owner, so writes fenced by an old token fail
+        even if a paused former owner wakes up believing it still holds the lease.
+        """
+        now = self._clock()
+        current = self.lease(name)
+        token = (current.token + 1) if current and current.owner != owner else (current.token if current else 1)
+        expires = now + ttl_seconds
+        try:
+            self._ddb.put_item(
+                TableName=self._state,
+                Item={
+                    "pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"},
+                    "owner": {"S": owner}, "expires": {"N": repr(expires)}, "token": {"N": str(token)},
+                    "ttl": {"N": str(int(expires) + 86400)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires < :now OR #o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":now": {"N": repr(now)}, ":o": {"S": owner}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                holder = self.lease(name)
+                who = f"{holder.owner} until {holder.expires:.0f}" if holder else "someone"
+                raise LeaseHeldError(f"lease {name!r} is held by {who}") from exc
+            raise
+        return Lease(name, owner, expires, token)
+
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        """Extend a lease we still hold; LeaseHeldError if it was taken over."""
+        expires = self._clock() + ttl_seconds
+        try:
+            self._ddb.update_item(
+                TableName=self._state,
+                Key={"pk": {"S": f"lease#{lease.name}"}, "sk": {"S": "lease"}},
+                UpdateExpression="SET expires = :e",
+                ConditionExpression="#o = :o AND #t = :t",
+                ExpressionAttributeNames={"#o": "owner", "#t": "token"},
+                ExpressionAttributeValues={
+                    ":e": {"N": repr(expires)}, ":o": {"S": lease.owner}, ":t": {"N": str(lease.token)},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise LeaseHeldError(f"lease {lease.name!r} was lost by {lease.owner}") from exc
+            raise
+        return Lease(lease.name, lease.owner, expires, lease.token)
+
+    def release(self, lease: Lease) -> bool:
+        """Give a lease back; False if it was no longer ours (nothing to release)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._state,
+                Key={"pk": {"S": f"lease#{lease.name}"}, "sk": {"S": "lease"}},
+                ConditionExpression="#o = :o AND #t = :t",
+                ExpressionAttributeNames={"#o": "owner", "#t": "token"},
+                ExpressionAttributeValues={":o": {"S": lease.owner}, ":t": {"N": str(lease.token)}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def lease(self, name: str) -> Lease | None:
+        item = self._ddb.get_item(
+            TableName=self._state, Key={"pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return Lease(name, item["owner"]["S"], float(item["expires"]["N"]), int(item["token"]["N"]))
+
+    def leases(self, prefix: str) -> list[Lease]:
+        page = self._ddb.scan(
+            TableName=self._state,
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": f"lease#{prefix}"}},
+            ConsistentRead=True,
+        )
+        return [
+            Lease(i["pk"]["S"].removeprefix("lease#"), i["owner"]["S"], float(i["expires"]["N"]),
+                  int(i["token"]["N"]))
+            for i in page.get("Items", [])
+        ]
+
+    # -- watermarks ----------------------------------------------------------------------------
+
+    def watermark(self, table: str) -> Watermark:
+        item = self._ddb.get_item(
+            TableName=self._state, Key={"pk": {"S": f"watermark#{table}"}, "sk": {"S": "current"}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return Watermark(table)
+        doc = json.loads(item["doc"]["S"])
+        return Watermark(
+            table=table,
+            shards={s: Position.decode(p) for s, p in doc["shards"].items()},
+            extracts=frozenset(doc["extracts"]),
+            version=int(item["version"]["N"]),
+            newest_op_ts=doc.get("newest_op_ts"),
+            last_run=doc.get("last_run"),
+        )
+
+    def commit_watermark(self, new: Watermark, expected_version: int) -> Watermark:
+        """Advance a table's watermark iff nobody moved it since ``expected_version`` was read."""
+        doc = {
+            "shards": {s: p.encode() for s, p in sorted(new.shards.items())},
+            "extracts": sorted(new.extracts),
+            "newest_op_ts": new.newest_op_ts,
+            "last_run": new.last_run,
+        }
+        version = expected_version + 1
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if expected_version:
+            condition = {
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+            }
+        try:
+            self._ddb.put_item(
+                TableName=self._state,
+                Item={
+                    "pk": {"S": f"watermark#{new.table}"}, "sk": {"S": "current"},
+                    "doc": {"S": json.dumps(doc)}, "version": {"N": str(version)},
+                    "updated": {"N": repr(self._clock())},
+                },
+                **condition,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise ConditionFailedError(
+                    f"watermark of {new.table!r} moved since version {expected_version}: a concurrent run committed"
+                ) from exc
+            raise
+        return Watermark(new.table, dict(new.shards), frozenset(new.extracts), version, new.newest_op_ts,
+                         new.last_run)
+
+    # -- job settings ----------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        item = self._ddb.get_item(
+            TableName=self._state, Key={"pk": {"S": "settings"}, "sk": {"S": "merge"}}, ConsistentRead=True
+        ).get("Item")
+        stored = json.loads(item["doc"]["S"]) if item else {}
+        return {**DEFAULT_SETTINGS, **stored}
+
+    def put_settings(self, settings: Mapping[str, Any]) -> None:
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown job settings: {sorted(unknown)}")
+        merged = {**self.settings(), **settings}
+        self._ddb.put_item(
+            TableName=self._state,
+            Item={"pk": {"S": "settings"}, "sk": {"S": "merge"}, "doc": {"S": json.dumps(merged, sort_keys=True)},
+                  "settings_json": {"S": json.dumps(merged, sort_keys=True)}},
+        )
+
+    # -- run history -----------------------------------------------------------------------------
+
+    def record_run(self, subject: str, run_id: str, started_at: str, record: Mapping[str, Any]) -> None:
+        """Store (or update) one run of a table or of the workflow; ``record`` must be JSON-serialisable."""
+        self._ddb.put_item(
+            TableName=self._runs,
+            Item={
+                "pk": {"S": subject}, "sk": {"S": f"{started_at}#{run_id}"},
+                "run_id": {"S": run_id}, "doc": {"S": json.dumps(dict(record), sort_keys=True, default=str)},
+            },
+        )
+
+    def runs(self, subject: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest runs first; items written by Step Functions directly carry flat attributes."""
+        page = self._ddb.query(
+            TableName=self._runs,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": subject}},
+            ScanIndexForward=False,
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        out: list[dict[str, Any]] = []
+        for item in page.get("Items", []):
+            record: dict[str, Any] = json.loads(item["doc"]["S"]) if "doc" in item else {}
+            for key, value in item.items():
+                if key not in ("doc", "pk", "sk") and "S" in value:
+                    record.setdefault(key, value["S"])
+            record.setdefault("sk", item["sk"]["S"])
+            out.append(record)
+        return out
+
+
+def sortable(position: Position) -> str:
+    """Kinesis sequence numbers are decimals of up to ~56 digits: zero-pad so string order is numeric order."""
+    return f"{int(position.sequence):064d}:{position.sub:010d}"

@@ -1,0 +1,239 @@
+"""Table specs and the change envelope derived from a table's row schema.
+
+A table is ``<table>.avsc`` (its Avro row schema) plus ``<table>.table.json``
+(primary key, partitioning, compatibility mode). The envelope every producer
+writes is generated from the row schema rather than hand-written, so a schema
+evolution of the row evolves the envelope with it.
+
+In the envelope's ``row`` the non-key fields are made nullable: a delete carries
+only its key, and whether an insert/update carries every required field is a
+validation step (``validate_event``), not an encoding accident.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hybrid_ingest.errors import SpecError, ValidationError
+
+Granularity = Literal["identity", "day", "month", "year"]
+GRANULARITIES: tuple[str, ...] = ("identity", "day", "month", "year")
+COMPATIBILITY_MODES: tuple[str, ...] = (
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+)
+OPS: tuple[str, ...] = ("c", "u", "d", "r")
+ENVELOPE_NAMESPACE = "hybrid_ingest.envelope"
+TEMPORAL_LOGICAL_TYPES = ("date", "timestamp-millis", "timestamp-micros", "local-timestamp-millis",
+                          "local-timestamp-micros")
+
+AvroSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    column: str
+    granularity: Granularity = "identity"
+
+    @property
+    def key(self) -> str:
+        """The partition column's name in the lake and catalog (never equal to a data column)."""
+        return f"{self.column}_{self.granularity}"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: its row schema and how it is keyed, partitioned and evolved."""
+
+    table: str
+    primary_key: tuple[str, ...]
+    schema: AvroSchema
+    partition: Partitioning | None = None
+    compatibility: str = "BACKWARD"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_spec(self)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f["name"] for f in self.schema["fields"]]
+
+    def field(self, name: str) -> dict[str, Any]:
+        for f in self.schema["fields"]:
+            if f["name"] == name:
+                return f  # type: ignore[no-any-return]
+        raise SpecError(f"table {self.table!r} has no field {name!r}")
+
+    def spec_json(self) -> dict[str, Any]:
+        """The ``.table.json`` document (without the schema)."""
+        part = None
+        if self.partition is not None:
+            part = {"column": self.partition.column, "granularity": self.partition.granularity}
+        return {"table": self.table, "primary_key": list(self.primary_key), "partition": part,
+                "compatibility": self.compatibility, **self.extra}
+
+    def with_schema(self, schema: AvroSchema) -> TableSpec:
+        return TableSpec(self.table, self.primary_key, schema, self.partition, self.compatibility, self.extra)
+
+
+def _is_nullable(avro_type: Any) -> bool:
+    return isinstance(avro_type, list) and "null" in avro_type
+
+
+def _logical_type(avro_type: Any) -> str | None:
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        return _logical_type(non_null[0]) if len(non_null) == 1 else None
+    if isinstance(avro_type, dict):
+        lt = avro_type.get("logicalType")
+        return str(lt) if lt else None
+    return None
+
+
+def check_spec(spec: TableSpec) -> None:
+    """Refuse specs that could not be merged correctly, with the reason."""
+    schema = spec.schema
+    if schema.get("type") != "record" or not isinstance(schema.get("fields"), list):
+        raise SpecError(f"{spec.table}: the .avsc must be an Avro record schema")
+    if schema.get("name") != spec.table:
+        raise SpecError(f"{spec.table}: the record must be named like the table, got {schema.get('name')!r}")
+    names = [f["name"] for f in schema["fields"]]
+    reserved = [n for n in names if n.startswith("_")]
+    if reserved:
+        raise SpecError(f"{spec.table}: field names starting with '_' are reserved for lineage: {reserved}")
+    if not spec.primary_key:
+        raise SpecError(f"{spec.table}: primary_key must name at least one field")
+    for key in spec.primary_key:
+        if key not in names:
+            raise SpecError(f"{spec.table}: primary key field {key!r} is not in the schema")
+        if _is_nullable(spec.field(key)["type"]):
+            raise SpecError(f"{spec.table}: primary key field {key!r} must not be nullable")
+    if spec.partition is not None:
+        p = spec.partition
+        if p.column not in names:
+            raise SpecError(f"{spec.table}: partition column {p.column!r} is not in the schema")
+        if p.granularity not in GRANULARITIES:
+            raise SpecError(f"{spec.table}: granularity must be one of {GRANULARITIES}, got {p.granularity!r}")
+        if p.granularity != "identity" and _logical_type(spec.field(p.column)["type"]) not in TEMPORAL_LOGICAL_TYPES:
+            raise SpecError(
+                f"{spec.table}: granularity {p.granularity!r} needs a date or timestamp column; "
+                f"{p.column!r} is not one"
+            )
+        if p.key in names:
+            raise SpecError(f"{spec.table}: partition key name {p.key!r} collides with a field")
+    if spec.compatibility not in COMPATIBILITY_MODES:
+        raise SpecError(f"{spec.table}: compatibility must be one of {COMPATIBILITY_MODES}")
+
+
+def spec_from_documents(spec_doc: dict[str, Any], schema: AvroSchema) -> TableSpec:
+    """Build a spec from the parsed ``.table.json`` and ``.avsc`` documents."""
+    try:
+        part_doc = spec_doc.get("partition")
+        partition = None
+        if part_doc:
+            partition = Partitioning(part_doc["column"], part_doc.get("granularity", "identity"))
+        known = {"table", "primary_key", "partition", "compatibility"}
+        return TableSpec(
+            table=spec_doc["table"],
+            primary_key=tuple(spec_doc["primary_key"]),
+            schema=schema,
+            partition=partition,
+            compatibility=spec_doc.get("compatibility", "BACKWARD"),
+            extra={k: v for k, v in spec_doc.items() if k not in known},
+        )
+    except (KeyError, TypeError) as exc:
+        raise SpecError(f"malformed table spec {spec_doc!r}: missing or wrong {exc}") from exc
+
+
+def load_spec(path: Path) -> TableSpec:
+    """Load a table from either of its two files (``x.avsc`` or ``x.table.json``)."""
+    name = path.name.removesuffix(".table.json").removesuffix(".avsc")
+    spec_path = path.with_name(f"{name}.table.json")
+    schema_path = path.with_name(f"{name}.avsc")
+    for p in (spec_path, schema_path):
+        if not p.exists():
+            raise SpecError(f"table {name!r}: {p} is missing (a table is <table>.avsc + <table>.table.json)")
+    try:
+        spec_doc = json.loads(spec_path.read_text())
+        schema = json.loads(schema_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"table {name!r}: invalid JSON: {exc}") from exc
+    spec = spec_from_documents(spec_doc, schema)
+    if spec.table != name:
+        raise SpecError(f"{spec_path}: declares table {spec.table!r} but the files are named {name!r}")
+    return spec
+
+
+def load_specs(paths: list[Path]) -> list[TableSpec]:
+    """Load tables from files and folders (a folder contributes every ``*.table.json`` in it)."""
+    names: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            for p in sorted(path.glob("*.table.json")):
+                names.setdefault(p.name.removesuffix(".table.json"), p)
+        elif path.exists():
+            names.setdefault(path.name.removesuffix(".table.json").removesuffix(".avsc"), path)
+        else:
+            raise SpecError(f"{path} does not exist")
+    return [load_spec(p) for p in names.values()]
+
+
+def envelope_schema(spec: TableSpec) -> AvroSchema:
+    """The change-event schema for a table: op, seq, ts and the (key-complete) row."""
+    row = copy.deepcopy(spec.schema)
+    for f in row["fields"]:
+        if f["name"] in spec.primary_key or _is_nullable(f["type"]):
+            continue
+        f["type"] = ["null", f["type"]]
+        f["default"] = None
+    return {
+        "type": "record",
+        "name": f"{spec.table}_change",
+        "namespace": ENVELOPE_NAMESPACE,
+        "fields": [
+            {"name": "op", "type": {"type": "enum", "name": "op", "symbols": list(OPS)}},
+            {"name": "seq", "type": "long"},
+            {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}],
+             "default": None},
+            {"name": "row", "type": row},
+        ],
+    }
+
+
+def required_fields(spec: TableSpec) -> list[str]:
+    """Fields an insert, update or snapshot row must carry (non-nullable in the row schema)."""
+    return [f["name"] for f in spec.schema["fields"] if not _is_nullable(f["type"])]
+
+
+def validate_event(spec: TableSpec, event: dict[str, Any]) -> None:
+    """Check what Avro encoding alone cannot: op, seq and the fields each op needs."""
+    op = event.get("op")
+    if op not in OPS:
+        raise ValidationError(f"{spec.table}: op must be one of {OPS}, got {op!r}")
+    seq = event.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValidationError(f"{spec.table}: seq must be a non-negative integer, got {seq!r}")
+    row = event.get("row")
+    if not isinstance(row, dict):
+        raise ValidationError(f"{spec.table}: row must be an object, got {type(row).__name__}")
+    needed = spec.primary_key if op == "d" else required_fields(spec)
+    missing = [name for name in needed if row.get(name) is None]
+    if missing:
+        raise ValidationError(f"{spec.table}: op {op!r} needs non-null {missing}")
+    unknown = set(row) - set(spec.field_names)
+    if unknown:
+        raise ValidationError(f"{spec.table}: row has fields not in the schema: {sorted(unknown)}")
+
+
+def primary_key_of(spec: TableSpec, row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[k] for k in spec.primary_key)

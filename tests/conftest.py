@@ -1,0 +1,106 @@
+"""Shared fixtures: one moto server and one Spark session for the whole run, fresh state per test.
+
+Everything binds to loopback and writes under pytest's temporary folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybrid_ingest.aws import Clients
+from hybrid_ingest.bootstrap import init
+from hybrid_ingest.config import Settings
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.local.stack import start_server
+from hybrid_ingest.registry import Registry
+from hybrid_ingest.state import StateStore
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMAS = REPO / "schemas"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(var, "testing")
+    server, endpoint = start_server()
+    yield endpoint
+    server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+    # a reset also forgets the Step Functions execution switch
+    config = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(config, timeout=10) as response:
+        response.read()
+
+
+@pytest.fixture
+def settings(moto_endpoint: str, tmp_path: Path) -> Settings:
+    """Settings for an empty local stack and an empty lake under tmp_path."""
+    reset_moto(moto_endpoint)
+    home = tmp_path / "home"
+    home.mkdir()
+    return Settings(home=home, lake_uri=(tmp_path / "lake").as_uri(), endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def clients(settings: Settings) -> Clients:
+    return Clients(settings)
+
+
+@pytest.fixture
+def lake(settings: Settings) -> Lake:
+    return Lake.from_uri(settings.lake_uri)
+
+
+@pytest.fixture
+def initialized(clients: Clients, lake: Lake) -> Clients:
+    """A local stack with the stream, tables and databases created and schemas/ registered."""
+    init(clients, lake, [SCHEMAS])
+    return clients
+
+
+@pytest.fixture
+def registry(initialized: Clients) -> Registry:
+    return Registry(initialized.dynamodb, initialized.settings.names.registry_table)
+
+
+@pytest.fixture
+def store(initialized: Clients) -> StateStore:
+    names = initialized.settings.names
+    return StateStore(initialized.dynamodb, names.state_table, names.runs_table)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The one local Spark session of the run (starting one costs ~4 s)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("hybrid-ingest-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
