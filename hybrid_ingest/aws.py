@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-def retry_config(max_attempts: int = 8, mode: str = "standard") -> Config:
+def retry_config(max_attempts: int = 8, adaptive: bool = False) -> Config:
     """botocore's retry policy for every client; adaptive mode adds client-side rate limiting."""
-    return Config(retries={"max_attempts": max_attempts, "mode": mode}, connect_timeout=5, read_timeout=60)
+    return Config(
+        retries={"max_attempts": max_attempts, "mode": "adaptive" if adaptive else "standard"},
+        connect_timeout=5, read_timeout=60,
+    )
 
 
 @dataclass

@@ -112,3 +112,15 @@ class MergeError(HybridIngestError):
     """A merge run could not complete; nothing it did is visible to readers."""
 
     reason = "merge"
+
+
+class SpoolCorruptError(HybridIngestError):
+    """A producer spool segment fails its CRC check before its end (disk damage, not a torn write)."""
+
+    reason = "spool-corrupt"
+
+
+class WorkflowError(HybridIngestError):
+    """The batch workflow could not be started or did not end in time (not a merge failure: that is its outcome)."""
+
+    reason = "workflow"

@@ -110,7 +110,7 @@ class Lake:
         return json.loads(self.read_bytes(rel))
 
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+        return bool(self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound)
 
     def files(self, rel: str, suffix: str = "", recursive: bool = True) -> list[pafs.FileInfo]:
         """Visible files under a folder (hidden and temporary files skipped), sorted by path."""

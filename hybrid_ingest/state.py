@@ -135,10 +135,10 @@ class StateStore:
     def set_checkpoint(self, stream: str, shard: str, position: Position, lease: Lease | None = None,
                        finished: bool = False) -> None:
         """Move a shard's checkpoint forward; refused if it would go back or the lease was lost."""
-        conditions = ["(attribute_not_exists(pk) OR seq_key < :seq)"]
+        condition = "(attribute_not_exists(pk) OR seq_key < :seq)"
         values: dict[str, Any] = {":seq": {"S": sortable(position)}}
         if lease is not None:
-            conditions.append("attribute_not_exists(lease_token) OR lease_token <= :token")
+            condition += " AND (attribute_not_exists(lease_token) OR lease_token <= :token)"
             values[":token"] = {"N": str(lease.token)}
         item: dict[str, Any] = {
             "pk": {"S": f"checkpoint#{stream}"},
@@ -153,7 +153,7 @@ class StateStore:
         try:
             self._ddb.put_item(
                 TableName=self._state, Item=item,
-                ConditionExpression=" AND ".join(f"({c})" for c in conditions),
+                ConditionExpression=condition,
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
@@ -173,6 +173,86 @@ class StateStore:
         }
         page = self._ddb.query(**kwargs)
         return {item["sk"]["S"] for item in page.get("Items", [])}
+
+    def finish_shard(self, stream: str, shard: str, lease: Lease | None = None) -> None:
+        """Mark a closed shard finished without moving its checkpoint (its children may start).
+
+        Needed when the last flush already checkpointed the shard's end, or the shard held
+        no records at all; fenced by the lease token like ``set_checkpoint``.
+        """
+        values: dict[str, Any] = {
+            ":t": {"BOOL": True}, ":now": {"N": repr(self._clock())},
+            ":p": {"S": Position("0").encode()}, ":k": {"S": sortable(Position("0"))},
+        }
+        update = "SET finished = :t, updated = :now, #p = if_not_exists(#p, :p), seq_key = if_not_exists(seq_key, :k)"
+        condition = None
+        if lease is not None:
+            condition = "attribute_not_exists(lease_token) OR lease_token <= :token"
+            values[":token"] = {"N": str(lease.token)}
+        kwargs: dict[str, Any] = {
+            "TableName": self._state, "Key": {"pk": {"S": f"checkpoint#{stream}"}, "sk": {"S": shard}},
+            "UpdateExpression": update, "ExpressionAttributeNames": {"#p": "position"},
+            "ExpressionAttributeValues": values,
+        }
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            self._ddb.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise ConditionFailedError(f"shard {shard} not marked finished: lease lost") from exc
+            raise
+
+    # -- consumer stats (written by the stream consumer, read by ``status``) -------------------
+
+    def put_consumer_stats(self, stream: str, shard: str, *, lag_ms: int, owner: str,
+                           increments: Mapping[str, int]) -> None:
+        """Add a flush's counts to a shard's running totals and record its current lag.
+
+        Counters are added server-side (``ADD``), so totals survive restarts and owner changes.
+        """
+        names = {"#owner": "owner"}
+        values: dict[str, Any] = {
+            ":lag": {"N": str(int(lag_ms))}, ":owner": {"S": owner}, ":now": {"N": repr(self._clock())},
+        }
+        adds = []
+        for index, (name, value) in enumerate(sorted(increments.items())):
+            names[f"#c{index}"] = name
+            values[f":c{index}"] = {"N": str(int(value))}
+            adds.append(f"#c{index} :c{index}")
+        update = "SET lag_ms = :lag, #owner = :owner, updated = :now"
+        if adds:
+            update += " ADD " + ", ".join(adds)
+        self._ddb.update_item(
+            TableName=self._state, Key={"pk": {"S": f"consumer#{stream}"}, "sk": {"S": shard}},
+            UpdateExpression=update, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+        )
+
+    def consumer_stats(self, stream: str) -> dict[str, dict[str, Any]]:
+        """Per shard: ``lag_ms``, ``owner``, ``updated`` (epoch seconds) and the counters added so far."""
+        result: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._state,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"consumer#{stream}"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                stats: dict[str, Any] = {}
+                for key, value in item.items():
+                    if key in ("pk", "sk"):
+                        continue
+                    if "N" in value:
+                        number = float(value["N"])
+                        stats[key] = int(number) if key != "updated" else number
+                    elif "S" in value:
+                        stats[key] = value["S"]
+                result[item["sk"]["S"]] = stats
+            if "LastEvaluatedKey" not in page:
+                return result
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- leases and locks ---------------------------------------------------------------------
 

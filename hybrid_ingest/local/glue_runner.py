@@ -73,7 +73,7 @@ class RealJobRun(glue_models.FakeJobRun):
         with os.fdopen(fd, "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    @property  # type: ignore[override]
+    @property
     def status(self) -> str:
         if self.launch_error is not None:
             return "FAILED"
@@ -109,8 +109,9 @@ def _start_job_run(self: glue_models.FakeJob, *args: Any, **kwargs: Any) -> str:
     run_id = _ORIGINAL_START(self, *args, **kwargs)
     run = next(r for r in self.job_runs if r.job_run_id == run_id)
     if isinstance(run, RealJobRun):
-        run.completed_on = None
-        location = (self.command or {}).get("ScriptLocation", "")
+        run.completed_on = None  # type: ignore[assignment]
+        command: dict[str, str] = self.command if isinstance(self.command, dict) else {}
+        location = command.get("ScriptLocation", "")
         run.launch(location, dict(run.arguments or {}), _ENDPOINT["url"])
     return str(run_id)
 
