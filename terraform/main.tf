@@ -47,6 +47,8 @@ locals {
 
   # CloudWatch namespace the code publishes custom metrics to (DlqRecords, FreshnessSeconds, ...).
   metrics_namespace = "HybridIngest"
+  # Dimension naming the table on per-table custom metrics (dashboard breakdown).
+  metrics_table_dimension = "Table"
 
   lake_bucket_name    = coalesce(var.lake_bucket_name, "${var.name_prefix}-lake-${local.account_id}")
   scripts_bucket_name = coalesce(var.scripts_bucket_name, "${var.name_prefix}-scripts-${local.account_id}")

@@ -1,0 +1,564 @@
+# Least-privilege roles. Every action is named (no "*" or "service:*"), and
+# every resource comes from another resource's attributes. The only
+# `resources = ["*"]` are for actions AWS does not scope to resources
+# (cloudwatch:PutMetricData, which is narrowed by namespace instead; the
+# CloudWatch Logs delivery and X-Ray actions of Step Functions; EC2 Describe*
+# for Glue in a VPC). tests/infra/checks.py enforces both rules.
+
+locals {
+  arn_prefix = "arn:${local.partition}"
+
+  glue_catalog_arn        = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:catalog"
+  glue_curated_db_arn     = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:database/${aws_glue_catalog_database.curated.name}"
+  glue_curated_tables_arn = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.curated.name}/*"
+  glue_raw_db_arn         = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:database/${aws_glue_catalog_database.raw.name}"
+  glue_raw_tables_arn     = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.raw.name}/*"
+  glue_merge_job_arn      = "${local.arn_prefix}:glue:${local.region}:${local.account_id}:job/${aws_glue_job.merge.name}"
+  glue_log_groups_arn     = "${local.arn_prefix}:logs:${local.region}:${local.account_id}:log-group:/aws-glue/*"
+
+  dynamodb_arns = { for k, t in aws_dynamodb_table.this : k => t.arn }
+
+  kms_data_actions = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+
+  s3_object_read  = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"]
+  s3_object_write = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+}
+
+# ================================================================ shared statements
+
+data "aws_iam_policy_document" "glue_common" {
+  statement {
+    sid       = "ReadRelease"
+    actions   = local.s3_object_read
+    resources = ["${aws_s3_bucket.scripts.arn}/releases/*"]
+  }
+
+  statement {
+    sid       = "GlueTempAndSparkUi"
+    actions   = concat(local.s3_object_read, local.s3_object_write, ["s3:DeleteObject"])
+    resources = ["${aws_s3_bucket.scripts.arn}/temp/*", "${aws_s3_bucket.scripts.arn}/spark-logs/*"]
+  }
+
+  statement {
+    sid       = "ListScripts"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = [aws_s3_bucket.scripts.arn]
+  }
+
+  statement {
+    sid       = "UseProjectKey"
+    actions   = local.kms_data_actions
+    resources = [aws_kms_key.main.arn]
+  }
+
+  statement {
+    sid       = "GlueLogs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"]
+    resources = [local.glue_log_groups_arn, "${local.glue_log_groups_arn}:log-stream:*"]
+  }
+
+  statement {
+    sid       = "Metrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.metrics_namespace, "Glue"]
+    }
+  }
+
+  statement {
+    sid       = "ReadSecurityConfiguration"
+    actions   = ["glue:GetSecurityConfiguration"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.glue_in_vpc ? [1] : []
+    content {
+      sid = "GlueVpcDescribe"
+      actions = [
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcAttribute",
+        "ec2:DescribeVpcEndpoints",
+      ]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.glue_in_vpc ? [1] : []
+    content {
+      sid     = "GlueVpcNetworkInterfaces"
+      actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:CreateTags", "ec2:DeleteTags"]
+      resources = [
+        "${local.arn_prefix}:ec2:${local.region}:${local.account_id}:network-interface/*",
+        data.aws_subnet.glue[0].arn,
+        aws_security_group.glue[0].arn,
+      ]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.glue_in_vpc ? [1] : []
+    content {
+      sid       = "GlueVpcConnection"
+      actions   = ["glue:GetConnection"]
+      resources = [local.glue_catalog_arn, aws_glue_connection.network[0].arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "glue_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["glue.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# ================================================================ Glue streaming job
+
+resource "aws_iam_role" "glue_stream" {
+  name               = "${var.name_prefix}-glue-stream"
+  description        = "Glue streaming job ${local.names.streaming_job}: Kinesis -> raw/"
+  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+}
+
+data "aws_iam_policy_document" "glue_stream" {
+  source_policy_documents = [data.aws_iam_policy_document.glue_common.json]
+
+  statement {
+    sid = "ReadChangeStream"
+    actions = [
+      "kinesis:DescribeStream",
+      "kinesis:DescribeStreamSummary",
+      "kinesis:GetRecords",
+      "kinesis:GetShardIterator",
+      "kinesis:ListShards",
+    ]
+    resources = [aws_kinesis_stream.changes.arn]
+  }
+
+  statement {
+    sid       = "WriteRawDlqCheckpoints"
+    actions   = concat(local.s3_object_read, local.s3_object_write)
+    resources = [for p in [local.zones.raw, local.zones.dlq, local.checkpoint_prefix] : "${aws_s3_bucket.lake.arn}/${p}*"]
+  }
+
+  statement {
+    sid       = "RewriteCheckpoints"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.checkpoint_prefix}*"]
+  }
+
+  statement {
+    sid       = "ListLakeZones"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for p in [local.zones.raw, local.zones.dlq, local.checkpoint_prefix] : "${p}*"]
+    }
+  }
+
+  statement {
+    sid       = "LakeBucketLocation"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [aws_s3_bucket.lake.arn]
+  }
+
+  statement {
+    sid       = "Checkpoints"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+    resources = [local.dynamodb_arns.state]
+  }
+
+  statement {
+    sid       = "ReadRegistry"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+    resources = [local.dynamodb_arns.registry]
+  }
+
+  statement {
+    sid       = "ReadRawCatalog"
+    actions   = ["glue:GetDatabase", "glue:GetTable", "glue:GetTables"]
+    resources = [local.glue_catalog_arn, local.glue_raw_db_arn, local.glue_raw_tables_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "glue_stream" {
+  name   = "stream-to-raw"
+  role   = aws_iam_role.glue_stream.id
+  policy = data.aws_iam_policy_document.glue_stream.json
+}
+
+# ================================================================ Glue merge job
+
+resource "aws_iam_role" "glue_merge" {
+  name               = "${var.name_prefix}-glue-merge"
+  description        = "Glue job ${local.names.merge_job}: raw + landing -> curated, catalog switch, watermarks"
+  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+}
+
+data "aws_iam_policy_document" "glue_merge" {
+  source_policy_documents = [data.aws_iam_policy_document.glue_common.json]
+
+  statement {
+    sid       = "ReadInputs"
+    actions   = local.s3_object_read
+    resources = [for p in [local.zones.raw, local.zones.landing] : "${aws_s3_bucket.lake.arn}/${p}*"]
+  }
+
+  statement {
+    sid       = "WriteCuratedAndDlq"
+    actions   = concat(local.s3_object_read, local.s3_object_write)
+    resources = [for p in [local.zones.curated, local.zones.dlq] : "${aws_s3_bucket.lake.arn}/${p}*"]
+  }
+
+  statement {
+    sid       = "RetireOldVersions"
+    actions   = ["s3:DeleteObject", "s3:PutObjectTagging"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.curated}*"]
+  }
+
+  statement {
+    sid       = "ListLakeZones"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for p in values(local.zones) : "${p}*"]
+    }
+  }
+
+  statement {
+    sid       = "LakeBucketLocation"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [aws_s3_bucket.lake.arn]
+  }
+
+  statement {
+    sid = "WatermarksLocksRuns"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+      "dynamodb:ConditionCheckItem",
+    ]
+    resources = [local.dynamodb_arns.state, local.dynamodb_arns.runs]
+  }
+
+  statement {
+    sid       = "ReadRegistry"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [local.dynamodb_arns.registry]
+  }
+
+  statement {
+    sid = "CuratedCatalog"
+    actions = [
+      "glue:GetDatabase",
+      "glue:GetTable",
+      "glue:GetTables",
+      "glue:CreateTable",
+      "glue:UpdateTable",
+      "glue:GetPartition",
+      "glue:GetPartitions",
+      "glue:BatchGetPartition",
+      "glue:CreatePartition",
+      "glue:BatchCreatePartition",
+      "glue:UpdatePartition",
+      "glue:BatchUpdatePartition",
+      "glue:DeletePartition",
+      "glue:BatchDeletePartition",
+    ]
+    resources = [local.glue_catalog_arn, local.glue_curated_db_arn, local.glue_curated_tables_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "glue_merge" {
+  name   = "merge-to-curated"
+  role   = aws_iam_role.glue_merge.id
+  policy = data.aws_iam_policy_document.glue_merge.json
+}
+
+# ================================================================ Step Functions workflow
+
+resource "aws_iam_role" "workflow" {
+  name               = "${var.name_prefix}-workflow"
+  description        = "State machine ${local.names.state_machine}: lock, merge every table, commit, unlock, alert"
+  assume_role_policy = data.aws_iam_policy_document.workflow_assume.json
+}
+
+data "aws_iam_policy_document" "workflow_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["states.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "workflow" {
+  statement {
+    sid       = "RunMergeJob"
+    actions   = ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"]
+    resources = [local.glue_merge_job_arn]
+  }
+
+  statement {
+    sid = "LocksAndRuns"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+    ]
+    resources = [local.dynamodb_arns.state, local.dynamodb_arns.runs]
+  }
+
+  statement {
+    sid       = "ListTables"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [local.dynamodb_arns.registry]
+  }
+
+  statement {
+    sid       = "Alert"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "UseProjectKey"
+    actions   = local.kms_data_actions
+    resources = [aws_kms_key.main.arn]
+  }
+
+  statement {
+    sid       = "Metrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.metrics_namespace]
+    }
+  }
+
+  # Vended log delivery and X-Ray do not support resource-level permissions.
+  statement {
+    sid = "ExecutionLogsAndTraces"
+    actions = [
+      "logs:CreateLogDelivery",
+      "logs:GetLogDelivery",
+      "logs:UpdateLogDelivery",
+      "logs:DeleteLogDelivery",
+      "logs:ListLogDeliveries",
+      "logs:PutResourcePolicy",
+      "logs:DescribeResourcePolicies",
+      "logs:DescribeLogGroups",
+      "xray:PutTraceSegments",
+      "xray:PutTelemetryRecords",
+      "xray:GetSamplingRules",
+      "xray:GetSamplingTargets",
+    ]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "workflow" {
+  name   = "batch-workflow"
+  role   = aws_iam_role.workflow.id
+  policy = data.aws_iam_policy_document.workflow.json
+}
+
+# ================================================================ triggers -> state machine
+
+data "aws_iam_policy_document" "start_workflow" {
+  statement {
+    actions   = ["states:StartExecution"]
+    resources = [aws_sfn_state_machine.batch.arn]
+  }
+}
+
+data "aws_iam_policy_document" "scheduler_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name_prefix}-scheduler"
+  description        = "EventBridge Scheduler: start ${local.names.state_machine} periodically"
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "start-workflow"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.start_workflow.json
+}
+
+data "aws_iam_policy_document" "events_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "events" {
+  name               = "${var.name_prefix}-events"
+  description        = "EventBridge rule: start ${local.names.state_machine} when an extract manifest lands"
+  assume_role_policy = data.aws_iam_policy_document.events_assume.json
+}
+
+resource "aws_iam_role_policy" "events" {
+  name   = "start-workflow"
+  role   = aws_iam_role.events.id
+  policy = data.aws_iam_policy_document.start_workflow.json
+}
+
+# ================================================================ DataSync -> landing/
+
+data "aws_iam_policy_document" "datasync_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["datasync.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "datasync" {
+  count = local.datasync_enabled ? 1 : 0
+
+  name               = "${var.name_prefix}-datasync"
+  description        = "DataSync: nightly extracts -> s3 landing/"
+  assume_role_policy = data.aws_iam_policy_document.datasync_assume.json
+}
+
+data "aws_iam_policy_document" "datasync" {
+  statement {
+    sid       = "LakeBucket"
+    actions   = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    resources = [aws_s3_bucket.lake.arn]
+  }
+
+  statement {
+    sid = "LandingObjects"
+    actions = concat(local.s3_object_read, local.s3_object_write, [
+      "s3:PutObjectTagging",
+      "s3:DeleteObject",
+    ])
+    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.landing}*"]
+  }
+
+  statement {
+    sid       = "UseProjectKey"
+    actions   = local.kms_data_actions
+    resources = [aws_kms_key.main.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "datasync" {
+  count = local.datasync_enabled ? 1 : 0
+
+  name   = "landing-writer"
+  role   = aws_iam_role.datasync[0].id
+  policy = data.aws_iam_policy_document.datasync.json
+}
+
+# ================================================================ producers (attach to the on-prem identity)
+
+data "aws_iam_policy_document" "producer" {
+  statement {
+    sid       = "PublishChanges"
+    actions   = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kinesis:ListShards"]
+    resources = [aws_kinesis_stream.changes.arn]
+  }
+
+  statement {
+    sid       = "ReadRegistry"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+    resources = [local.dynamodb_arns.registry]
+  }
+
+  statement {
+    sid       = "LandExtracts"
+    actions   = local.s3_object_write
+    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.landing}*"]
+  }
+
+  statement {
+    sid       = "EncryptWithProjectKey"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"]
+    resources = [aws_kms_key.main.arn]
+  }
+}
+
+resource "aws_iam_policy" "producer" {
+  name        = "${var.name_prefix}-producer"
+  description = "What an on-prem producer (apps, Kafka bridge, bulk push) needs; attach to its IAM Roles Anywhere role or user."
+  policy      = data.aws_iam_policy_document.producer.json
+}
