@@ -41,6 +41,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "duckdb_memory_limit": "4GB",
     "map_concurrency": 4,
     "lock_lease_seconds": 3600,
+    "parquet_compression": "snappy",
 }
 
 

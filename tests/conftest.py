@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,8 @@ def spark() -> Iterator[Any]:
     """The one local Spark session of the run (starting one costs ~4 s)."""
     from pyspark.sql import SparkSession
 
+    # Python UDFs and RDD functions run in worker processes: make them use this venv's Python
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("hybrid-ingest-tests")

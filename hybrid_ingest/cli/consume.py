@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from types import FrameType
+
 import click
 
 from hybrid_ingest.cli.context import AppContext
-from hybrid_ingest.errors import NotBuiltError
+from hybrid_ingest.metrics import Metrics
+from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
 
 
 @click.command("consume")
 @click.option("--until-idle", is_flag=True, help="exit once every shard is caught up and flushed")
+@click.option("--flush-records", type=int, default=FlushPolicy.max_records, show_default=True,
+              help="flush a shard after this many Kinesis records")
+@click.option("--flush-bytes", type=int, default=FlushPolicy.max_bytes, show_default=True,
+              help="flush a shard after this many bytes")
+@click.option("--flush-seconds", type=float, default=FlushPolicy.max_seconds, show_default=True,
+              help="flush a shard at least this often while records arrive")
+@click.option("--lease-seconds", type=float, default=ConsumerConfig.lease_seconds, show_default=True,
+              help="shard lease time to live; a dead worker's shards are taken over after it")
 @click.pass_obj
-def consume(app: AppContext, until_idle: bool) -> None:
-    """Run the stream consumer."""
-    raise NotBuiltError("consume is not built yet (issue: streaming consumer)")
+def consume(app: AppContext, until_idle: bool, flush_records: int, flush_bytes: int, flush_seconds: float,
+            lease_seconds: float) -> None:
+    """Run the stream consumer: every shard to raw/, checkpointed; Ctrl-C flushes and stops."""
+    names = app.settings.names
+    config = ConsumerConfig(
+        stream=names.stream, flush=FlushPolicy(flush_records, flush_bytes, flush_seconds),
+        lease_seconds=lease_seconds, idle_sleep_seconds=0.2 if until_idle else 1.0,
+    )
+    metrics = Metrics(names.metrics_namespace, cloudwatch=app.clients.cloudwatch)
+    worker = Worker(app.clients.kinesis, app.store, app.lake, app.registry.by_fingerprint, config, metrics)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        click.echo(f"signal {signum}: flushing and checkpointing before exit", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.run(until_idle=until_idle, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not worker.stats:
+        click.echo(f"no readable shard in stream {names.stream} for worker {worker.worker_id}")
+    for shard_id, stats in sorted(worker.stats.items()):
+        click.echo(f"{shard_id}: {stats.records} records in {stats.batches} batches, "
+                   f"{stats.files} files, {stats.dead} to dlq, lag {stats.lag_ms} ms")
 
 
 COMMANDS = [consume]

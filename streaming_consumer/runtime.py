@@ -1,0 +1,385 @@
+"""The shard consumer: the local default runtime, also fit for an ECS task or a long-running Lambda.
+
+One ``Worker`` reads every shard it holds a lease on, round-robin on one thread (Kinesis
+allows five GetRecords calls a second per shard, so one thread keeps up with many shards
+and the CPU goes to decoding). Several workers split a stream through leases in the
+state table: each announces itself with a worker lease, takes free or expired shard
+leases up to its fair share, and hands back shards above its share after flushing them,
+so a newcomer gets work without stealing and a dead worker's shards are taken over once
+its leases expire.
+
+Exactly-once into raw rests on three rules: raw files have deterministic names and are
+written atomically; the checkpoint moves only after the batch's files are durable; and a
+restart re-reads from the checkpoint's Kinesis record (AT_SEQUENCE_NUMBER) and skips the
+user records at or below the checkpointed (sequence, sub-sequence) position. A crash
+between write and checkpoint therefore re-writes an overlapping file, which the merge
+deduplicates on (``_shard``, ``_kpos``); nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.metrics import Metrics
+from hybrid_ingest.state import Clock, Lease, Position, StateStore
+from streaming_consumer.core import KinesisRecord, Resolver, build_batch
+from streaming_consumer.shards import ShardInfo, fair_share, list_shards, readable
+from streaming_consumer.sink import write_batch
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+LOG = logging.getLogger(__name__)
+METRIC_UNITS = {"Records": "Count", "Bytes": "Bytes", "Batches": "Count", "DeadLetters": "Count",
+                "MillisBehindLatest": "Milliseconds"}
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """Flush a shard's buffer when any limit is reached (or at shutdown, or when the shard is idle)."""
+
+    max_records: int = 50_000
+    max_bytes: int = 32 * 1024 * 1024
+    max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    stream: str
+    flush: FlushPolicy = field(default_factory=FlushPolicy)
+    lease_seconds: float = 20.0
+    get_records_limit: int = 10_000
+    idle_sleep_seconds: float = 1.0
+    flush_when_idle: bool = True
+    # ListShards and the lease scan are not needed every round; a finished or lost shard forces one
+    rebalance_seconds: float = 10.0
+
+
+@dataclass
+class ShardStats:
+    records: int = 0
+    kinesis_records: int = 0
+    bytes: int = 0
+    batches: int = 0
+    files: int = 0
+    dead: int = 0
+    lag_ms: int = 0
+
+
+@dataclass(frozen=True)
+class FlushEvent:
+    """One flush, in the order it happened (what the summary and the tests look at)."""
+
+    shard: str
+    first: Position | None
+    last: Position
+    rows: int
+    dead: int
+    files: tuple[str, ...]
+    finished: bool
+
+
+class ShardReader:
+    """One leased shard: its iterator, its unflushed buffer and where it is checkpointed."""
+
+    def __init__(self, worker: Worker, info: ShardInfo, lease: Lease) -> None:
+        self.worker = worker
+        self.info = info
+        self.lease = lease
+        self.checkpoint = worker.store.checkpoint(worker.config.stream, info.shard_id)
+        self.buffer: list[KinesisRecord] = []
+        self.buffered_bytes = 0
+        self.buffer_started: float | None = None
+        self.last_read: str | None = None
+        self.caught_up = False
+        self.lag_ms = 0
+        self.iterator = self._new_iterator()
+
+    @property
+    def shard_id(self) -> str:
+        return self.info.shard_id
+
+    def _new_iterator(self) -> str:
+        kinesis = self.worker.kinesis
+        args: dict[str, Any] = {"StreamName": self.worker.config.stream, "ShardId": self.shard_id}
+        if self.last_read is not None:
+            args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=self.last_read)
+        elif self.checkpoint is not None and int(self.checkpoint.sequence) > 0:
+            # AT, not AFTER: the checkpoint may sit inside a KPL aggregate whose later sub-records are not done
+            args.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=self.checkpoint.sequence)
+        else:
+            args.update(ShardIteratorType="TRIM_HORIZON")
+        return kinesis.get_shard_iterator(**args)["ShardIterator"]
+
+    def poll(self) -> int:
+        """One GetRecords call; returns how many Kinesis records it added to the buffer."""
+        try:
+            response = self.worker.kinesis.get_records(ShardIterator=self.iterator,
+                                                      Limit=self.worker.config.get_records_limit)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExpiredIteratorException":
+                raise
+            self.iterator = self._new_iterator()
+            return 0
+        records = response.get("Records", [])
+        self.lag_ms = int(response.get("MillisBehindLatest", 0))
+        next_iterator = response.get("NextShardIterator")
+        if next_iterator:
+            self.iterator = next_iterator
+        for r in records:
+            self.buffer.append(KinesisRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"],
+                                             r["ApproximateArrivalTimestamp"]))
+            self.buffered_bytes += len(r["Data"])
+        if records:
+            self.last_read = records[-1]["SequenceNumber"]
+            if self.buffer_started is None:
+                self.buffer_started = self.worker.clock()
+        self.caught_up = not records and self.lag_ms == 0
+        if not next_iterator and not records:
+            # real Kinesis ends a closed shard's iterator; moto never does (see ShardInfo.closed)
+            self.caught_up = True
+        return len(records)
+
+    def due(self) -> bool:
+        policy = self.worker.config.flush
+        if not self.buffer:
+            return False
+        if len(self.buffer) >= policy.max_records or self.buffered_bytes >= policy.max_bytes:
+            return True
+        started = self.buffer_started if self.buffer_started is not None else self.worker.clock()
+        if self.worker.clock() - started >= policy.max_seconds:
+            return True
+        return self.caught_up and self.worker.config.flush_when_idle
+
+    def at_end(self) -> bool:
+        """A closed shard is done once everything up to its ending sequence number is checkpointed."""
+        if not self.info.closed or self.buffer:
+            return False
+        ending = int(self.info.ending_sequence or 0)
+        reached = self.checkpoint is not None and int(self.checkpoint.sequence) >= ending
+        return reached or self.caught_up
+
+    def flush(self) -> FlushEvent | None:
+        """Write the buffer to raw, then move the checkpoint; ConditionFailedError if the lease was lost."""
+        if not self.buffer:
+            return None
+        worker = self.worker
+        result = build_batch(self.shard_id, self.buffer, worker.resolve, after=self.checkpoint)
+        written = write_batch(worker.lake, result)
+        assert result.last is not None  # a non-empty buffer always has a last position
+        finished = self.info.closed and int(result.last.sequence) >= int(self.info.ending_sequence or 0)
+        if self.checkpoint is None or self.checkpoint < result.last:
+            worker.store.set_checkpoint(worker.config.stream, self.shard_id, result.last, lease=self.lease,
+                                        finished=finished)
+            self.checkpoint = result.last
+        elif finished:
+            worker.store.finish_shard(worker.config.stream, self.shard_id, lease=self.lease)
+        self.buffer = []
+        self.buffered_bytes = 0
+        self.buffer_started = None
+        if not written.raw_files and not written.dlq_files:
+            return None  # only records a restart re-read and skipped: nothing to report
+        first = min((b.first for b in result.raw), default=None)
+        event = FlushEvent(self.shard_id, first, result.last, written.rows, written.dead,
+                           tuple(written.raw_files + written.dlq_files), finished)
+        worker.record_flush(self, event, result.user_records, result.kinesis_records, result.bytes)
+        return event
+
+
+class Worker:
+    """Leases shards, reads them, flushes and checkpoints; ``step`` is one round, ``run`` loops."""
+
+    def __init__(self, kinesis: KinesisClient, store: StateStore, lake: Lake, resolve: Resolver,
+                 config: ConsumerConfig, metrics: Metrics | None = None, worker_id: str | None = None,
+                 clock: Clock = time.time) -> None:
+        self.kinesis = kinesis
+        self.store = store
+        self.lake = lake
+        self.resolve = resolve
+        self.config = config
+        self.metrics = metrics
+        self.worker_id = worker_id or f"worker-{uuid.uuid4()}"
+        self.clock = clock
+        self.readers: dict[str, ShardReader] = {}
+        self.stats: dict[str, ShardStats] = {}
+        self.flushes: list[FlushEvent] = []
+        self.history: list[tuple[str, str]] = []  # ("take" | "flush" | "finish" | "release" | "lost", shard)
+        self.shards: list[ShardInfo] = []
+        self.pending: list[ShardInfo] = []
+        self._presence: Lease | None = None
+        self._rebalanced_at: float | None = None
+
+    # -- naming ------------------------------------------------------------------------------------
+
+    def shard_lease_name(self, shard_id: str) -> str:
+        return f"shard#{self.config.stream}#{shard_id}"
+
+    def presence_prefix(self) -> str:
+        return f"worker#{self.config.stream}#"
+
+    # -- leases ------------------------------------------------------------------------------------
+
+    def _keep_presence(self) -> None:
+        """Take or renew this worker's presence lease (others count live workers by these)."""
+        if self._presence is None or self._presence.expires - self.clock() < self.config.lease_seconds / 2:
+            self._presence = self.store.acquire(f"{self.presence_prefix()}{self.worker_id}", self.worker_id,
+                                                self.config.lease_seconds)
+
+    def _alive_workers(self) -> int:
+        now = self.clock()
+        alive = [lease for lease in self.store.leases(self.presence_prefix()) if lease.expires >= now]
+        return max(len(alive), 1)
+
+    def rebalance(self) -> None:
+        """Refresh the shard list, drop finished shards, shed shards above our share, take free ones."""
+        self.shards = list_shards(self.kinesis, self.config.stream)
+        finished = self.store.finished_shards(self.config.stream)
+        candidates = readable(self.shards, finished)
+        self.pending = candidates
+        for shard_id in [s for s in self.readers if s in finished]:
+            self._drop(shard_id, release=True)
+        share = fair_share(len(candidates), self._alive_workers())
+        if len(self.readers) > share:
+            for shard_id in sorted(self.readers)[share:]:
+                self._hand_back(shard_id)
+        if len(self.readers) >= share:
+            return
+        now = self.clock()
+        held = {lease.name: lease for lease in self.store.leases(f"shard#{self.config.stream}#")}
+        for info in candidates:
+            if len(self.readers) >= share:
+                break
+            if info.shard_id in self.readers:
+                continue
+            current = held.get(self.shard_lease_name(info.shard_id))
+            if current is not None and current.expires >= now and current.owner != self.worker_id:
+                continue
+            try:
+                lease = self.store.acquire(self.shard_lease_name(info.shard_id), self.worker_id,
+                                           self.config.lease_seconds)
+            except LeaseHeldError:
+                continue
+            self.readers[info.shard_id] = ShardReader(self, info, lease)
+            self.history.append(("take", info.shard_id))
+            self.stats.setdefault(info.shard_id, ShardStats())
+            LOG.info("%s took shard %s (token %d)", self.worker_id, info.shard_id, lease.token)
+
+    def _renew(self, reader: ShardReader) -> bool:
+        if reader.lease.expires - self.clock() >= self.config.lease_seconds / 2:
+            return True
+        try:
+            reader.lease = self.store.renew(reader.lease, self.config.lease_seconds)
+        except LeaseHeldError:
+            LOG.warning("%s lost the lease of %s; dropping its unflushed buffer", self.worker_id, reader.shard_id)
+            self._drop(reader.shard_id, release=False)
+            return False
+        return True
+
+    def _hand_back(self, shard_id: str) -> None:
+        reader = self.readers[shard_id]
+        try:
+            reader.flush()
+        except ConditionFailedError:
+            self._drop(shard_id, release=False)
+            return
+        self._drop(shard_id, release=True)
+
+    def _drop(self, shard_id: str, release: bool) -> None:
+        reader = self.readers.pop(shard_id)
+        self._rebalanced_at = None  # the shard set changed: look again next round
+        self.history.append(("release" if release else "lost", shard_id))
+        if release:
+            self.store.release(reader.lease)
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One round over the held shards; returns how many Kinesis records were read."""
+        self._keep_presence()
+        now = self.clock()
+        if self._rebalanced_at is None or now - self._rebalanced_at >= self.config.rebalance_seconds:
+            self.rebalance()
+            self._rebalanced_at = now
+        read = 0
+        for shard_id in sorted(self.readers):
+            reader = self.readers[shard_id]
+            if not self._renew(reader):
+                continue
+            read += reader.poll()
+            try:
+                if reader.due():
+                    reader.flush()
+                if reader.at_end():
+                    self.store.finish_shard(self.config.stream, shard_id, lease=reader.lease)
+                    self.history.append(("finish", shard_id))
+                    self._drop(shard_id, release=True)
+            except ConditionFailedError:
+                LOG.warning("%s: checkpoint of %s refused (lease taken over); dropping it", self.worker_id, shard_id)
+                self._drop(shard_id, release=False)
+        return read
+
+    def idle(self) -> bool:
+        """Caught up: every held shard read to the tip and flushed, and no readable shard left unowned."""
+        if any(not r.caught_up or r.buffer for r in self.readers.values()):
+            return False
+        return all(s.shard_id in self.readers or self._owned_elsewhere(s.shard_id) for s in self.pending)
+
+    def _owned_elsewhere(self, shard_id: str) -> bool:
+        lease = self.store.lease(self.shard_lease_name(shard_id))
+        return lease is not None and lease.owner != self.worker_id and lease.expires >= self.clock()
+
+    def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
+        """Loop until ``stop`` is set (or, with ``until_idle``, until caught up); always flush and let go."""
+        stop = stop or threading.Event()
+        try:
+            while not stop.is_set():
+                read = self.step()
+                if until_idle and self.idle():
+                    break
+                if read == 0:
+                    stop.wait(self.config.idle_sleep_seconds)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Flush and checkpoint every held shard, then release the leases so others take over at once."""
+        for shard_id in sorted(self.readers):
+            self._hand_back(shard_id)
+        if self._presence is not None:
+            self.store.release(self._presence)
+            self._presence = None
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def record_flush(self, reader: ShardReader, event: FlushEvent, user_records: int, kinesis_records: int,
+                     size: int) -> None:
+        stats = self.stats.setdefault(reader.shard_id, ShardStats())
+        stats.records += user_records
+        stats.kinesis_records += kinesis_records
+        stats.bytes += size
+        stats.batches += 1
+        stats.files += len(event.files)
+        stats.dead += event.dead
+        stats.lag_ms = reader.lag_ms
+        self.flushes.append(event)
+        self.history.append(("flush", reader.shard_id))
+        self.store.put_consumer_stats(
+            self.config.stream, reader.shard_id, lag_ms=reader.lag_ms, owner=self.worker_id,
+            increments={"records": user_records, "bytes": size, "batches": 1, "files": len(event.files),
+                        "dlq": event.dead},
+        )
+        if self.metrics is not None:
+            self.metrics.emit(
+                {"Records": user_records, "Bytes": size, "Batches": 1, "DeadLetters": event.dead,
+                 "MillisBehindLatest": reader.lag_ms},
+                {"Stream": self.config.stream, "Shard": reader.shard_id}, METRIC_UNITS,
+            )

@@ -1,0 +1,92 @@
+"""Shard topology: which shards exist, which are closed, and which may be read now.
+
+Pure functions over ``ListShards`` output plus one thin adapter that pages through it.
+Kinesis keeps a key's events on one shard, but after a split or merge the key's
+earlier events are in the parent and its later ones in a child, so a child may only
+be read once all its parents are finished. moto never ends a closed shard's
+iterator, so closure is read from ``SequenceNumberRange.EndingSequenceNumber``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    shard_id: str
+    parents: tuple[str, ...] = ()
+    starting_sequence: str = "0"
+    ending_sequence: str | None = None
+    hash_range: tuple[int, int] = (0, 2**128 - 1)
+
+    @property
+    def closed(self) -> bool:
+        return self.ending_sequence is not None
+
+    def holds(self, hash_key: int, sequence: str) -> bool:
+        """Whether a record with this hash key and sequence number was written to this shard."""
+        if not self.hash_range[0] <= hash_key <= self.hash_range[1]:
+            return False
+        seq = int(sequence)
+        if seq < int(self.starting_sequence):
+            return False
+        return self.ending_sequence is None or seq <= int(self.ending_sequence)
+
+
+def shard_from_api(doc: Mapping[str, Any]) -> ShardInfo:
+    parents = tuple(p for p in (doc.get("ParentShardId"), doc.get("AdjacentParentShardId")) if p)
+    seq_range = doc.get("SequenceNumberRange", {})
+    hash_range = doc.get("HashKeyRange", {})
+    return ShardInfo(
+        shard_id=doc["ShardId"], parents=parents,
+        starting_sequence=str(seq_range.get("StartingSequenceNumber", "0")),
+        ending_sequence=seq_range.get("EndingSequenceNumber"),
+        hash_range=(int(hash_range.get("StartingHashKey", 0)), int(hash_range.get("EndingHashKey", 2**128 - 1))),
+    )
+
+
+def list_shards(kinesis: KinesisClient, stream: str) -> list[ShardInfo]:
+    shards: list[ShardInfo] = []
+    response = kinesis.list_shards(StreamName=stream)
+    while True:
+        shards.extend(shard_from_api(doc) for doc in response.get("Shards", []))
+        token = response.get("NextToken")
+        if not token:
+            return sorted(shards, key=lambda s: s.shard_id)
+        response = kinesis.list_shards(NextToken=token)
+
+
+def readable(shards: Iterable[ShardInfo], finished: set[str]) -> list[ShardInfo]:
+    """Unfinished shards whose parents are all finished (a parent past retention counts as finished)."""
+    listed = {s.shard_id for s in shards}
+    return [
+        s for s in shards
+        if s.shard_id not in finished and all(p in finished or p not in listed for p in s.parents)
+    ]
+
+
+def fair_share(shard_count: int, worker_count: int) -> int:
+    """How many shards one worker should hold so that every shard has an owner."""
+    return math.ceil(shard_count / max(worker_count, 1))
+
+
+def hash_key(partition_key: str) -> int:
+    """Kinesis routes a record by the MD5 of its partition key, read as a 128-bit integer."""
+    return int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
+
+
+def shard_of(partition_key: str, sequence: str, shards: Iterable[ShardInfo]) -> str | None:
+    """The shard a record was written to, for sources that do not say (Glue's Kinesis source)."""
+    key = hash_key(partition_key)
+    for shard in shards:
+        if shard.holds(key, sequence):
+            return shard.shard_id
+    return None
