@@ -61,6 +61,10 @@ class Names:
         return f"{self.prefix}-merge"
 
     @property
+    def plan_job(self) -> str:
+        return f"{self.prefix}-plan"
+
+    @property
     def streaming_job(self) -> str:
         return f"{self.prefix}-stream"
 

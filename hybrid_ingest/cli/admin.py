@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hybrid_ingest import bootstrap
+from hybrid_ingest import bootstrap, workflow
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.tables import load_specs
 
@@ -26,6 +26,9 @@ def init(app: AppContext, schemas_dir: Path) -> None:
     for reg in report.registered:
         state = "registered" if reg.created else "unchanged"
         click.echo(f"{state} {reg.version.table} v{reg.version.version} fingerprint {reg.version.fingerprint.hex()}")
+    if app.settings.is_local:
+        deployment = workflow.deploy(app.clients)
+        click.echo(f"workflow {deployment.state_machine_arn} (map concurrency {deployment.values.map_concurrency})")
     click.echo(f"lake at {app.lake.uri()}")
 
 

@@ -71,7 +71,8 @@ class RealJobRun(glue_models.FakeJobRun):
         fd, log_name = tempfile.mkstemp(prefix=f"glue-{self.job_name}-", suffix=".log")
         self.log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env)
 
     @property
     def status(self) -> str:
