@@ -122,8 +122,9 @@ def iter_batches(spec: TableSpec, source: Source, progress: Progress | None = No
             if progress:
                 progress(batch.num_rows)
         return
+    # An unquoted empty field is null, a quoted one ("") the empty string: the usual CSV export convention.
     convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in target},
-                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
     with source.path.open(newline="", encoding="utf-8") as text:
         header = next(csv.reader(text), [])
     check_columns(spec, header)

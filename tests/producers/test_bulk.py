@@ -25,7 +25,7 @@ def customers_csv(path: Path, rows: int, bad_line: str | None = None) -> Path:
     lines = [CUSTOMER_HEADER]
     for i in range(rows):
         tier = ("bronze", "silver", "gold")[i % 3]
-        phone = "" if i % 2 else f"+49 {i}"
+        phone = ("" if i % 3 == 1 else '""') if i % 2 else f"+49 {i}"  # unquoted empty = null, "" = empty
         lines.append(f"{i},c{i}@example.com,\"Name, {i}\",DE,{tier},{i}.50,{'true' if i % 2 else 'false'},"
                      f"2025-03-{1 + i % 28:02d},2026-01-01T10:00:{i % 60:02d}Z,{phone}")
     if bad_line is not None:
@@ -64,8 +64,9 @@ def test_csv_extract_lands_in_parts_with_manifest(registry: Registry, lake: Lake
     assert row == {
         "customer_id": 7, "email": "c7@example.com", "full_name": "Name, 7", "country": "DE", "tier": "silver",
         "credit_limit": decimal.Decimal("7.50"), "is_active": True, "signup_date": dt.date(2025, 3, 8),
-        "updated_at": dt.datetime(2026, 1, 1, 10, 0, 7, tzinfo=dt.UTC), "phone": "",
+        "updated_at": dt.datetime(2026, 1, 1, 10, 0, 7, tzinfo=dt.UTC), "phone": None,
     }
+    assert table.slice(9, 1).to_pylist()[0]["phone"] == ""
 
 
 def test_parquet_extract_is_cast_to_the_schema(registry: Registry, lake: Lake, tmp_path: Path) -> None:
