@@ -1,0 +1,149 @@
+"""What a merge run reads: raw files above the watermark, verified extracts, the live partitions.
+
+Only listings and Parquet footers are read here (no row data), so the sizing step
+can call the same code to estimate a run before choosing its engine.
+
+Raw files are skipped by name only when that is safe: a raw file's name carries
+its shard and its last position (``layout.raw_file``), so a file whose last
+position is at or below the shard's watermark holds nothing new. Anything whose
+name does not parse is read, and the engines filter rows on ``_kpos`` anyway.
+
+An extract whose manifest does not verify is written to
+``dlq/merge/bad-manifest/<table>-<extract_id>.json`` with the reason and skipped;
+that record is also what keeps it from being verified again on every run (an
+operator re-lands the extract under a new id, or deletes the record to retry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from glue_jobs.kernel import ExtractInput, FileGroup, Partition
+from hybrid_ingest import layout, manifest
+from hybrid_ingest.errors import ManifestError
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.state import Position, Watermark, sortable
+
+DLQ_STAGE = "merge"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    rel: str
+    bytes: int
+    rows: int
+    schema: pa.Schema
+
+
+@dataclass
+class MergeInputs:
+    raw: list[FileGroup] = field(default_factory=list)
+    raw_bytes: int = 0
+    raw_files: int = 0
+    extracts: list[ExtractInput] = field(default_factory=list)
+    extract_bytes: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
+def file_facts(lake: Lake, rel: str) -> FileFacts:
+    with lake.fs.open_input_file(lake.path(rel)) as f:
+        meta = pq.ParquetFile(f).metadata
+        size = f.size()
+    return FileFacts(rel, int(size), int(meta.num_rows), meta.schema.to_arrow_schema().remove_metadata())
+
+
+def group_by_schema(facts: list[FileFacts]) -> list[FileGroup]:
+    """Files that share a schema are read together; each group is projected onto the newest schema once."""
+    groups: dict[str, list[FileFacts]] = {}
+    for fact in facts:
+        groups.setdefault(fact.schema.to_string(show_field_metadata=False), []).append(fact)
+    return [FileGroup(tuple(f.rel for f in items), items[0].schema, sum(f.bytes for f in items))
+            for _, items in sorted(groups.items())]
+
+
+def _last_position(name: str) -> tuple[str, Position] | None:
+    """(shard, last position) from ``<shard>-<seq>_<sub>-<seq>_<sub>.parquet``; None if it does not parse."""
+    parts = name.removesuffix(".parquet").rsplit("-", 2)
+    if len(parts) != 3:
+        return None
+    seq, _, sub = parts[2].partition("_")
+    if not seq.isdigit() or not sub.isdigit():
+        return None
+    return parts[0], Position(seq, int(sub))
+
+
+def raw_files_above(lake: Lake, table: str, watermark: Watermark) -> list[FileFacts]:
+    merged = {layout.safe(shard): sortable(pos) for shard, pos in watermark.shards.items()}
+    out: list[FileFacts] = []
+    for info in lake.files(layout.raw_table_dir(table), ".parquet"):
+        parsed = _last_position(info.base_name)
+        if parsed is not None and parsed[0] in merged and sortable(parsed[1]) <= merged[parsed[0]]:
+            continue
+        out.append(file_facts(lake, lake.rel(info.path)))
+    return out
+
+
+def dlq_record(table: str, extract_id: str) -> str:
+    return layout.dlq_file(DLQ_STAGE, ManifestError.reason, f"{table}-{extract_id}.json")
+
+
+def pending_extracts(lake: Lake, table: str, watermark: Watermark, verify: bool,
+                     now: dt.datetime | None = None) -> tuple[list[ExtractInput], list[str]]:
+    """Extracts with a manifest, not merged yet, in (as_of_seq, extract_id) order; and the rejected ids."""
+    found: list[ExtractInput] = []
+    rejected: list[str] = []
+    for extract_id in manifest.list_extracts(lake, table):
+        if extract_id in watermark.extracts or lake.exists(dlq_record(table, extract_id)):
+            continue
+        try:
+            doc = (manifest.verify_manifest(lake, table, extract_id) if verify
+                   else manifest.read_manifest(lake, table, extract_id))
+        except ManifestError as exc:
+            if verify:
+                stamp = (now or dt.datetime.now(dt.UTC)).isoformat()
+                lake.write_json(dlq_record(table, extract_id), {
+                    "stage": DLQ_STAGE, "reason": ManifestError.reason, "table": table,
+                    "extract_id": extract_id, "error": str(exc), "at": stamp,
+                    "manifest": layout.manifest_path(table, extract_id),
+                })
+                rejected.append(extract_id)
+            continue
+        base = layout.landing_dir(table, extract_id)
+        facts = [file_facts(lake, f"{base}/{p.path}") for p in doc.parts]
+        groups = group_by_schema(facts)
+        if len(groups) > 1:
+            raise ManifestError(f"extract {table}/{extract_id} mixes {len(groups)} schemas in its parts")
+        group = groups[0] if groups else FileGroup((), pa.schema([]), 0)
+        found.append(ExtractInput(extract_id, doc.mode, doc.as_of_seq, 0, group))
+    found.sort(key=lambda x: (x.as_of_seq, manifest.extract_sort_key(x.extract_id)))
+    ranked = [ExtractInput(x.extract_id, x.mode, x.as_of_seq, i, x.files) for i, x in enumerate(found)]
+    return ranked, rejected
+
+
+def gather(lake: Lake, table: str, watermark: Watermark, verify: bool = True,
+           now: dt.datetime | None = None) -> MergeInputs:
+    raw = raw_files_above(lake, table, watermark)
+    extracts, rejected = pending_extracts(lake, table, watermark, verify, now)
+    return MergeInputs(
+        raw=group_by_schema(raw), raw_bytes=sum(f.bytes for f in raw), raw_files=len(raw),
+        extracts=extracts, extract_bytes=sum(x.files.bytes for x in extracts), rejected=rejected,
+    )
+
+
+def live_partitions(lake: Lake, locations: dict[str, str]) -> tuple[list[Partition], int, int]:
+    """The live partitions' files, plus the table's total bytes and rows (for sizing and file targets)."""
+    partitions: list[Partition] = []
+    total_bytes = total_rows = 0
+    for value, rel in sorted(locations.items()):
+        facts = [file_facts(lake, lake.rel(i.path)) for i in lake.files(rel, ".parquet")]
+        groups = group_by_schema(facts)
+        schema = groups[0].schema if groups else pa.schema([])
+        partitions.append(Partition(value, rel, FileGroup(tuple(f.rel for f in facts), schema,
+                                                          sum(f.bytes for f in facts))))
+        total_bytes += sum(f.bytes for f in facts)
+        total_rows += sum(f.rows for f in facts)
+    return partitions, total_bytes, total_rows

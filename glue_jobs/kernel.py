@@ -1,0 +1,237 @@
+"""The engine kernel: (current partition rows, tombstones, incoming changes) -> new partition files.
+
+Everything engine-specific sits behind ``Engine`` (how to read a list of Parquet
+files, define a relation, fetch a few rows, write a relation as partitioned
+Parquet). ``run_kernel`` drives any engine through the same statements from
+``merge_sql``, in two stages: the decisions first (which changes apply, which
+stored rows go), then only the affected partitions are read in full and
+rewritten. Files are staged hive-style by partition index, then published under
+their final names ``<version dir>/part-00000.parquet`` ...; nothing here touches
+the catalog, so staged and published files stay invisible until the switch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from glue_jobs.merge_sql import (
+    EXT_META_TYPES,
+    FULL,
+    INCREMENTAL,
+    RAW_META,
+    RAW_META_TYPES,
+    TOMB_META_TYPES,
+    Dialect,
+    MergeParams,
+    MergeSql,
+    empty_relation,
+    projection,
+)
+from hybrid_ingest import layout
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.tables import TableSpec
+
+_PIDX = re.compile(r"_pidx=(\d+)$")
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """Parquet files (lake-relative) that share one schema."""
+
+    rels: tuple[str, ...]
+    schema: pa.Schema
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ExtractInput:
+    extract_id: str
+    mode: str
+    as_of_seq: int
+    rank: int
+    files: FileGroup
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One live partition: its value (``""`` when unpartitioned) and the files of its live version."""
+
+    value: str
+    location: str
+    files: FileGroup
+
+
+@dataclass(frozen=True)
+class KernelJob:
+    """Everything a kernel needs, decided by the engine-independent core; plain data only."""
+
+    spec: TableSpec
+    raw: tuple[FileGroup, ...]
+    extracts: tuple[ExtractInput, ...]
+    current: tuple[Partition, ...]
+    tombstones: FileGroup | None
+    params: MergeParams
+    rewrite_all: bool
+    version: str
+    rows_per_file: int
+    target_file_bytes: int
+    compression: str = "snappy"
+
+
+@dataclass
+class KernelResult:
+    written: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # value -> [(rel, bytes)]
+    affected: list[str] = field(default_factory=list)
+    tombstones: list[tuple[str, int]] | None = None  # None: the current tombstone version stays
+    stats: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, str] = field(default_factory=dict)  # shard -> highest merged sortable position
+    newest_op_ts: dt.datetime | None = None
+
+
+class Engine(Protocol):
+    dialect: Dialect
+
+    def source(self, lake: Lake, group: FileGroup) -> str:
+        """A FROM-clause expression reading these Parquet files (all of ``group.schema``)."""
+
+    def define(self, name: str, sql: str, materialize: bool) -> None:
+        """Make ``name`` a relation of the session (materialised when it is read more than once)."""
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query with a small result and return its rows."""
+
+    def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
+              rows_per_file: int, target_file_bytes: int, compression: str) -> tuple[pafs.FileSystem, str]:
+        """Write a query's rows as Parquet under a staging folder (hive folders by ``partition_column``).
+
+        Returns the filesystem and path where the staged files are, for ``publish``.
+        """
+
+
+def _union(selects: list[str], empty: str) -> str:
+    return " UNION ALL ".join(f"SELECT * FROM ({s}) u{i}" for i, s in enumerate(selects)) if selects else empty
+
+
+def register_inputs(engine: Engine, lake: Lake, job: KernelJob) -> None:
+    """Define raw_in, ext_in, cur_keys and tomb from the job's files, each projected on the newest schema."""
+    spec, d = job.spec, engine.dialect
+    raw = [projection(spec, d, g.schema, engine.source(lake, g), RAW_META) for g in job.raw if g.rels]
+    engine.define("raw_in", _union(raw, empty_relation(spec, d, RAW_META_TYPES)), False)
+    ext = [
+        projection(spec, d, x.files.schema, engine.source(lake, x.files), (),
+                   {"_seq": f"CAST({x.as_of_seq} AS BIGINT)",
+                    "_src": str(FULL if x.mode == "full" else INCREMENTAL), "_xrank": str(x.rank)})
+        for x in job.extracts if x.files.rels
+    ]
+    engine.define("ext_in", _union(ext, empty_relation(spec, d, EXT_META_TYPES)), bool(ext))
+    keys = ", ".join(spec.primary_key)
+    cur = [f"SELECT {keys}, _seq, {d.string(p.value)} AS _part FROM {engine.source(lake, p.files)}"
+           for p in job.current if p.files.rels]
+    empty_keys = empty_relation(spec, d, {"_seq": pa.int64(), "_part": pa.string()}, spec.primary_key)
+    engine.define("cur_keys", _union(cur, empty_keys), False)
+    if job.tombstones is not None and job.tombstones.rels:
+        tomb = f"SELECT {keys}, _seq, deleted_at FROM {engine.source(lake, job.tombstones)}"
+    else:
+        tomb = empty_relation(spec, d, TOMB_META_TYPES, spec.primary_key)
+    engine.define("tomb", tomb, False)
+
+
+def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
+    """Merge and write: decisions, affected partitions, new partition versions, new tombstones."""
+    spec = job.spec
+    sql = MergeSql(spec, engine.dialect, job.params)
+    register_inputs(engine, lake, job)
+    for name, statement, materialize in sql.stage1():
+        engine.define(name, statement, materialize)
+    result = KernelResult()
+    affected: set[str] = set()
+    for kind, name, value, ts in engine.fetch(sql.summary()):
+        if kind == "stat":
+            result.stats[str(name)] = int(value)
+        elif kind == "pos":
+            result.positions[str(name)] = str(value)
+            if isinstance(ts, dt.datetime) and (result.newest_op_ts is None or ts > result.newest_op_ts):
+                result.newest_op_ts = ts
+        else:
+            affected.add(str(name))
+    if job.rewrite_all:
+        affected |= {p.value for p in job.current}
+    result.affected = sorted(affected)
+    if result.affected:
+        _write_partitions(engine, lake, job, sql, result)
+    s = result.stats
+    if s["deletes"] or s["tombstones_before"] != s["tombstones_after"]:
+        result.tombstones = _write_tombstones(engine, lake, job)
+    return result
+
+
+def _write_partitions(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
+    spec, d = job.spec, engine.dialect
+    by_value = {p.value: p for p in job.current}
+    reads = [
+        projection(spec, d, p.files.schema, engine.source(lake, p.files), ("_seq", "_op_ts", "_merged_at"),
+                   {"_part": d.string(p.value)})
+        for value in result.affected if (p := by_value.get(value)) is not None and p.files.rels
+    ]
+    empty = empty_relation(spec, d, {"_seq": pa.int64(), "_op_ts": RAW_META_TYPES["_op_ts"],
+                                     "_merged_at": RAW_META_TYPES["_op_ts"], "_part": pa.string()})
+    engine.define("cur_rows", _union(reads, empty), False)
+    staging = f"{layout.curated_table_dir(spec.table)}/.staging-{job.version}"
+    fs, base = engine.write(sql.output(result.affected), lake, staging, "_pidx", job.rows_per_file,
+                            job.target_file_bytes, job.compression)
+    for index, files in staged_files(fs, base).items():
+        value = result.affected[index]
+        target = layout.curated_version_dir(spec.table, spec.partition, value if spec.partition else None,
+                                            job.version)
+        result.written[value] = publish(fs, files, lake, target)
+    _drop_staging(fs, base)
+
+
+def _write_tombstones(engine: Engine, lake: Lake, job: KernelJob) -> list[tuple[str, int]]:
+    staging = f"{layout.curated_table_dir(job.spec.table)}/.staging-{job.version}-tombstones"
+    fs, base = engine.write("SELECT * FROM tomb_next", lake, staging, None, job.rows_per_file,
+                            job.target_file_bytes, job.compression)
+    files = staged_files(fs, base).get(-1, [])
+    written = publish(fs, files, lake, layout.tombstone_dir(job.spec.table, job.version))
+    _drop_staging(fs, base)
+    return written
+
+
+def staged_files(fs: pafs.FileSystem, base: str) -> dict[int, list[str]]:
+    """Staged Parquet files by partition index (-1 when the write was not partitioned)."""
+    out: dict[int, list[str]] = {}
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=True)):
+        if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
+            continue
+        if info.base_name.startswith((".", "_")):
+            continue
+        match = _PIDX.search(info.path.rsplit("/", 1)[0])
+        out.setdefault(int(match.group(1)) if match else -1, []).append(info.path)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def publish(fs: pafs.FileSystem, files: list[str], lake: Lake, target_dir: str) -> list[tuple[str, int]]:
+    """Move staged files to ``target_dir/part-NNNNN.parquet`` (a rename on one filesystem, else a copy)."""
+    lake.ensure_dir(target_dir)
+    written: list[tuple[str, int]] = []
+    for i, path in enumerate(files):
+        rel = f"{target_dir}/part-{i:05d}.parquet"
+        size = fs.get_file_info(path).size or 0
+        if fs.type_name == lake.fs.type_name:
+            fs.move(path, lake.path(rel))
+        else:
+            pafs.copy_files(path, lake.path(rel), source_filesystem=fs, destination_filesystem=lake.fs)
+            fs.delete_file(path)
+        written.append((rel, int(size)))
+    return written
+
+
+def _drop_staging(fs: pafs.FileSystem, base: str) -> None:
+    if fs.get_file_info(base).type == pafs.FileType.Directory:
+        fs.delete_dir(base)

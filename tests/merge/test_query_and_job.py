@@ -1,0 +1,213 @@
+"""Query path (CLI, formats, errors, Trino SQL, live view), the Glue entry script, sizing and run history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from glue_jobs import sizing
+from glue_jobs.merge import MergeContext, run_merge
+from glue_jobs.query import LocalQuery, render, to_duckdb
+from hybrid_ingest import layout
+from hybrid_ingest.aws import Clients
+from hybrid_ingest.cli import cli
+from hybrid_ingest.errors import QueryError
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.registry import Registry
+from hybrid_ingest.state import DEFAULT_SETTINGS, StateStore
+from tests.merge.helpers import (
+    Oracle,
+    RawWriter,
+    assert_matches,
+    ev,
+    key_only,
+    land_extract,
+    order,
+    table_rows,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def duck(initialized: Clients, lake: Lake, registry: Registry, store: StateStore) -> MergeContext:
+    return MergeContext(clients=initialized, lake=lake, registry=registry, store=store)
+
+
+def test_live_view_shows_unmerged_changes_with_the_merge_rules(duck: MergeContext, raw: RawWriter) -> None:
+    merged = [ev("c", 1, order(1)), ev("c", 2, order(2)), ev("c", 3, order(3, day="2026-02-01"))]
+    raw.write("orders", merged)
+    run_merge(duck, "orders", engine="duckdb")
+    pending = [ev("u", 5, order(1, status="live", day="2026-04-01")), ev("d", 6, key_only("orders", order(2))),
+               ev("u", 2, order(3, status="stale")), ev("c", 7, order(4))]
+    raw.write("orders", pending)
+    oracle = Oracle("orders", ("order_id",))
+    oracle.stream(merged + pending)
+    rows = assert_matches(duck, oracle, table="orders_live")
+    assert {r["order_id"]: r["order_date_month"] for r in rows} == {1: "2026-04", 3: "2026-02", 4: "2026-01"}
+    curated = Oracle("orders", ("order_id",))
+    curated.stream(merged)
+    assert_matches(duck, curated)  # the curated table itself is untouched until the merge
+
+
+def test_query_cli_formats_and_trino_sql(duck: MergeContext, raw: RawWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw.write("orders", [ev("c", 1, order(1, amount="12.50")), ev("c", 2, order(2, day="2026-02-02"))])
+    run_merge(duck, "orders", engine="duckdb")
+    settings = duck.clients.settings
+    monkeypatch.setenv("AWS_ENDPOINT_URL", str(settings.endpoint_url))
+    monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
+    monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
+    runner = CliRunner()
+    sql = ("SELECT order_id, total_amount, date_format(placed_at, '%Y-%m-%d') AS day, order_date_month "
+           "FROM hybrid_ingest_curated.orders ORDER BY order_id")
+    out = runner.invoke(cli, ["query", sql, "--format", "jsonl"])
+    assert out.exit_code == 0, out.output
+    assert [json.loads(line) for line in out.output.splitlines()] == [
+        {"order_id": 1, "total_amount": "12.50", "day": "2026-01-15", "order_date_month": "2026-01"},
+        {"order_id": 2, "total_amount": "10.00", "day": "2026-02-02", "order_date_month": "2026-02"},
+    ]
+    csv_out = runner.invoke(cli, ["query", "SELECT count(*) AS n FROM orders", "--format", "csv"])
+    assert csv_out.output == "n\n2\n"
+    table_out = runner.invoke(cli, ["query", "SELECT order_id FROM orders WHERE order_id = 2"])
+    assert table_out.output.splitlines()[-1] == "(1 row)"
+
+
+def test_bad_sql_is_a_query_error(duck: MergeContext) -> None:
+    with pytest.raises(QueryError, match="parse"):
+        to_duckdb("SELEC oops FROM")
+    local = LocalQuery(duck.clients, duck.lake, duck.registry, duck.store)
+    try:
+        with pytest.raises(QueryError, match="query failed"):
+            local.run("SELECT no_such_column FROM nowhere")
+    finally:
+        local.close()
+
+
+def test_render_table_aligns_and_counts() -> None:
+    from glue_jobs.query import QueryResult
+
+    text = render(QueryResult(["a", "bb"], [(1, None), (22, "x")]), "table")
+    assert text.splitlines() == ["a  | bb", "---+---", "1  |   ", "22 | x ", "(2 rows)"]
+
+
+def test_bad_manifest_goes_to_dlq_and_is_not_retried(duck: MergeContext) -> None:
+    extract = land_extract(duck.lake, duck.registry, "orders", [order(1)], as_of_seq=5, mode="full")
+    part = f"{layout.landing_dir('orders', extract)}/part-00000.parquet"
+    duck.lake.write_bytes(part, duck.lake.read_bytes(part) + b"tampered")
+    result = run_merge(duck, "orders", engine="duckdb")
+    assert result.stats["extracts_rejected"] == [extract]
+    record = duck.lake.read_json(layout.dlq_file("merge", "bad-manifest", f"orders-{extract}.json"))
+    assert "bytes" in record["error"]
+    again = run_merge(duck, "orders", engine="duckdb")
+    assert again.stats["extracts_rejected"] == []
+    assert table_rows(duck, "SELECT * FROM orders") == []
+
+
+def test_run_history_records_stats_engine_and_reason(duck: MergeContext, raw: RawWriter) -> None:
+    raw.write("orders", [ev("c", 1, order(1)), ev("d", 2, key_only("orders", order(1)))])
+    run_merge(duck, "orders", engine="auto", run_id="r1")
+    [record] = duck.store.runs("orders")
+    assert record["status"] == "SUCCEEDED"
+    assert record["engine"] == "duckdb"
+    assert "spark_threshold_bytes" in record["engine_reason"]
+    assert record["rows_in"] == 2
+    assert record["deletes"] == 1
+    assert record["duration_s"] > 0
+
+
+def test_sizing_picks_engine_capacity_and_flex() -> None:
+    small = sizing.InputEstimate("t", raw_bytes=10, raw_files=1, extract_bytes=0, extracts=0,
+                                 affected_bytes=100, table_bytes=100)
+    plan = sizing.plan_table(small, dict(DEFAULT_SETTINGS), None)
+    assert (plan["engine"], plan["worker_type"], plan["workers"], plan["execution_class"]) == (
+        "duckdb", "G.1X", 2, "STANDARD")
+    big = sizing.InputEstimate("t", raw_bytes=0, raw_files=0, extract_bytes=40 * sizing.GIB, extracts=1,
+                               affected_bytes=0, table_bytes=0)
+    plan = sizing.plan_table(big, dict(DEFAULT_SETTINGS), None)
+    assert (plan["engine"], plan["workers"], plan["execution_class"]) == ("spark", 11, "FLEX")
+    assert sizing.plan_table(big, dict(DEFAULT_SETTINGS), "duckdb")["engine"] == "duckdb"
+    assert "requested" in sizing.plan_table(small, dict(DEFAULT_SETTINGS), "spark")["reason"]
+
+
+def test_estimate_inputs_counts_pending_bytes(duck: MergeContext, raw: RawWriter) -> None:
+    raw.write("orders", [ev("c", 1, order(1))])
+    land_extract(duck.lake, duck.registry, "orders", [order(2)], as_of_seq=3, mode="incremental")
+    estimate = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders")
+    assert estimate.raw_files == 1
+    assert estimate.raw_bytes > 0
+    assert estimate.extracts == 1
+    assert estimate.extract_bytes > 0
+    run_merge(duck, "orders", engine="duckdb")
+    after = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders")
+    assert (after.raw_files, after.extracts, after.affected_bytes) == (0, 0, 0)
+    assert after.table_bytes > 0
+
+
+def test_glue_entry_script_runs_by_path_and_reports_errors(duck: MergeContext, raw: RawWriter) -> None:
+    raw.write("orders", [ev("c", 1, order(1))])
+    settings = duck.clients.settings
+    env = {"AWS_ENDPOINT_URL": str(settings.endpoint_url), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "PATH": "/usr/bin:/bin"}
+    script = str(REPO / "glue_jobs" / "merge_job.py")
+    args = ["--JOB_NAME", "hybrid-ingest-merge", "--lake_uri", settings.lake_uri, "--engine", "duckdb",
+            "--region", settings.region, "--job-bookmark-option", "job-bookmark-disable"]
+    ok = subprocess.run([sys.executable, script, "--table", "orders", "--run_id", "job-1", *args],
+                        capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout.splitlines()[-1])["stats"]["upserts"] == 1
+    bad = subprocess.run([sys.executable, script, "--table", "nope", *args],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[-1].startswith("ERROR: UnknownTableError")
+
+
+def test_athena_path_polls_and_fetches(initialized: Clients) -> None:
+    import urllib.request
+
+    from glue_jobs.query import athena_query
+
+    athena = initialized.client("athena")
+    names = initialized.settings.names
+    athena.create_work_group(Name=names.athena_workgroup,
+                             Configuration={"ResultConfiguration": {"OutputLocation": "s3://results/"}})
+    queued = {"account_id": "123456789012", "region": initialized.settings.region, "results": [{
+        "rows": [{"Data": [{"VarCharValue": "n"}]}, {"Data": [{"VarCharValue": "42"}]}],
+        "column_info": [{"Name": "n", "Type": "bigint", "CatalogName": "", "SchemaName": "", "TableName": "",
+                         "Label": "n", "Precision": 19, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": False}],
+    }]}
+    request = urllib.request.Request(f"{initialized.settings.endpoint_url}/moto-api/static/athena/query-results",
+                                     data=json.dumps(queued).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+    result = athena_query(athena, "SELECT count(*) AS n FROM orders", names.curated_database,
+                          names.athena_workgroup)
+    assert (result.columns, result.rows) == (["n"], [("42",)])  # the header row Athena repeats is dropped
+
+
+def test_s3_lake_through_pyarrow_fs(initialized: Clients) -> None:
+    """The DuckDB kernel and the query path on an s3:// lake (moto's S3): read via Arrow datasets, upload."""
+    settings = initialized.settings
+    initialized.s3.create_bucket(Bucket="lake", CreateBucketConfiguration={
+        "LocationConstraint": settings.region})  # type: ignore[typeddict-item]
+    lake = Lake.from_uri("s3://lake/root", settings.endpoint_url, settings.region)
+    names = settings.names
+    ctx = MergeContext(initialized, lake, Registry(initialized.dynamodb, names.registry_table),
+                       StateStore(initialized.dynamodb, names.state_table, names.runs_table))
+    raw = RawWriter(lake, ctx.registry)
+    first = [ev("c", 1, order(1)), ev("c", 2, order(2, day="2026-03-01")), ev("d", 3, key_only("orders", order(2)))]
+    raw.write("orders", first)
+    run_merge(ctx, "orders", engine="duckdb")
+    pending = [ev("u", 4, order(1, status="s3"))]
+    raw.write("orders", pending)
+    oracle = Oracle("orders", ("order_id",))
+    oracle.stream(first)
+    assert_matches(ctx, oracle)
+    oracle.stream(pending)
+    assert_matches(ctx, oracle, table="orders_live")
+    assert lake.files("curated/orders", ".parquet")[0].path.startswith("lake/root/curated/orders/")

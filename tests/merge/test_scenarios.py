@@ -1,0 +1,257 @@
+"""Merge scenarios, each run on both kernels and compared to the independent oracle through the query path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from glue_jobs import catalog
+from glue_jobs.merge import MergeContext
+from hybrid_ingest import layout
+from hybrid_ingest.errors import MergeError
+from hybrid_ingest.tables import load_spec
+from tests.conftest import SCHEMAS
+from tests.merge.helpers import (
+    SHARDS,
+    Oracle,
+    RawWriter,
+    assert_matches,
+    customer,
+    ev,
+    item,
+    key_only,
+    land_extract,
+    merge,
+    order,
+    table_rows,
+)
+
+
+def orders_oracle() -> Oracle:
+    return Oracle("orders", ("order_id",))
+
+
+def live_versions(ctx: MergeContext, table: str) -> set[str]:
+    state = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, table)
+    return set(state.partitions.values())
+
+
+def version_dirs_on_disk(ctx: MergeContext, table: str) -> set[str]:
+    base = layout.curated_table_dir(table)
+    found = set()
+    for info in ctx.lake.files(base, ".parquet"):
+        found.add(ctx.lake.rel(info.path).rsplit("/", 1)[0])
+    return found
+
+
+def test_duplicate_delivery_is_merged_once(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    events = [ev("c", 1, order(1)), ev("c", 2, order(2)), ev("u", 3, order(1, status="paid"))]
+    first, _ = raw.write("orders", events)
+    raw.write("orders", events, start=int(first.sequence))  # the same file written again
+    raw.write("orders", events[1:], start=int(first.sequence) + 1)  # overlapping file after a restart
+    oracle = orders_oracle()
+    oracle.stream(events)
+    result = merge(ctx, "orders", engine)
+    assert result.stats["raw_rows"] == 3  # deduplicated on (shard, position)
+    assert_matches(ctx, oracle)
+    raw.write("orders", events, start=int(first.sequence))  # redelivered after the merge: below the watermark
+    second = merge(ctx, "orders", engine)
+    assert second.stats["rows_in"] == 0
+    assert_matches(ctx, oracle)
+
+
+def test_out_of_order_updates_keep_the_highest_seq(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    batch1 = [ev("c", 1, order(1)), ev("u", 5, order(1, status="shipped")), ev("u", 3, order(1, status="paid"))]
+    raw.write("orders", batch1, shard=SHARDS[0])
+    raw.write("orders", [ev("u", 4, order(1, status="packed"))], shard=SHARDS[1])
+    oracle.stream([*batch1, ev("u", 4, order(1, status="packed"))])
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    late = [ev("u", 2, order(1, status="late"))]
+    raw.write("orders", late)
+    oracle.stream(late)
+    result = merge(ctx, "orders", engine)
+    assert result.stats["stale_dropped"] == 1
+    assert result.stats["upserts"] == 0
+    assert_matches(ctx, oracle)
+
+
+def test_delete_then_late_older_update_stays_deleted(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    first = [ev("c", 1, order(1)), ev("c", 2, order(2)), ev("d", 5, key_only("orders", order(1)))]
+    raw.write("orders", first)
+    oracle.stream(first)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    late = [ev("u", 4, order(1, status="zombie"))]
+    raw.write("orders", late)
+    oracle.stream(late)
+    result = merge(ctx, "orders", engine)
+    assert result.stats["upserts"] == 0
+    assert_matches(ctx, oracle)
+
+
+def test_delete_before_insert_arrives_leaves_a_tombstone(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    events = [ev("d", 7, key_only("orders", order(9)))]
+    raw.write("orders", events)
+    merge(ctx, "orders", engine)
+    late_insert = [ev("c", 6, order(9))]
+    raw.write("orders", late_insert)
+    oracle.stream(events + late_insert)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+
+
+def test_reinsert_after_delete(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    batch1 = [ev("c", 1, order(1)), ev("d", 2, key_only("orders", order(1)))]
+    raw.write("orders", batch1)
+    oracle.stream(batch1)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    batch2 = [ev("c", 3, order(1, status="again"))]
+    raw.write("orders", batch2)
+    oracle.stream(batch2)
+    merge(ctx, "orders", engine)
+    rows = assert_matches(ctx, oracle)
+    assert [r["status"] for r in rows] == ["again"]
+
+
+def test_composite_keys(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = Oracle("order_items", ("order_id", "line_no"))
+    events = [ev("c", 1, item(1, 1)), ev("c", 2, item(1, 2)), ev("c", 3, item(2, 1)),
+              ev("u", 4, item(1, 2, qty=5)), ev("d", 5, key_only("order_items", item(2, 1))),
+              ev("c", 6, item(2, 2, sku="new"))]
+    raw.write("order_items", events)
+    oracle.stream(events)
+    merge(ctx, "order_items", engine)
+    assert_matches(ctx, oracle)
+
+
+def test_null_non_key_values(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    events = [ev("c", 1, order(1, notes="fragile", weight=2.0)), ev("c", 2, order(2, notes=None, weight=None)),
+              ev("u", 3, order(1, notes=None, weight=None))]
+    raw.write("orders", events)
+    oracle.stream(events)
+    merge(ctx, "orders", engine)
+    rows = assert_matches(ctx, oracle)
+    assert all(r["notes"] is None and r["weight_kg"] is None for r in rows)
+
+
+def test_key_changing_partition_moves_without_a_copy(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    batch1 = [ev("c", 1, order(1, day="2026-01-10")), ev("c", 2, order(2, day="2026-01-20"))]
+    raw.write("orders", batch1)
+    oracle.stream(batch1)
+    merge(ctx, "orders", engine)
+    batch2 = [ev("u", 3, order(1, day="2026-03-01")), ev("u", 4, order(2, day="2026-03-02"))]
+    raw.write("orders", batch2)
+    oracle.stream(batch2)
+    result = merge(ctx, "orders", engine)
+    rows = assert_matches(ctx, oracle)
+    assert {r["order_date_month"] for r in rows} == {"2026-03"}
+    state = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, "orders")
+    assert set(state.partitions) == {"2026-03"}  # the emptied month left the catalog
+    assert result.stats["partitions_removed"] == 1
+
+
+def test_full_extract_removes_absent_keys(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    events = [ev("c", i, order(i)) for i in range(1, 6)]
+    raw.write("orders", events)
+    oracle.stream(events)
+    merge(ctx, "orders", engine)
+    snapshot = [order(1, status="x"), order(2), order(4, day="2026-02-01")]
+    land_extract(ctx.lake, ctx.registry, "orders", snapshot, as_of_seq=10, mode="full")
+    oracle.full_extract(10, snapshot)
+    result = merge(ctx, "orders", engine)
+    assert result.stats["full_extract_deletes"] == 2
+    assert_matches(ctx, oracle)
+    late = [ev("u", 8, order(3, status="late")), ev("c", 9, order(6))]  # older than the extract
+    raw.write("orders", late)
+    oracle.stream(late)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+
+
+def test_extract_followed_by_newer_stream_changes(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    oracle = orders_oracle()
+    snapshot = [order(i) for i in range(1, 5)]
+    land_extract(ctx.lake, ctx.registry, "orders", snapshot, as_of_seq=100, mode="full")
+    oracle.full_extract(100, snapshot)
+    stream = [ev("u", 101, order(1, status="after")), ev("d", 102, key_only("orders", order(2))),
+              ev("u", 99, order(3, status="before")), ev("c", 103, order(7))]
+    raw.write("orders", stream)
+    oracle.stream(stream)
+    merge(ctx, "orders", engine)  # extract and stream in one run
+    assert_matches(ctx, oracle)
+    incremental = [order(4, status="incr"), order(8)]
+    land_extract(ctx.lake, ctx.registry, "orders", incremental, as_of_seq=104, mode="incremental")
+    oracle.incremental(104, incremental)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+
+
+def test_schema_evolution_with_defaults(ctx: MergeContext, raw: RawWriter, engine: str, tmp_path: Path) -> None:
+    oracle = Oracle("customers", ("customer_id",))
+    old = [ev("c", 1, customer(1)), ev("c", 2, customer(2))]
+    raw.write("customers", old)
+    merge(ctx, "customers", engine)
+    schema = json.loads((SCHEMAS / "customers.avsc").read_text())
+    schema["fields"].append({"name": "segment", "type": "string", "default": "retail"})
+    (tmp_path / "customers.avsc").write_text(json.dumps(schema))
+    (tmp_path / "customers.table.json").write_text((SCHEMAS / "customers.table.json").read_text())
+    ctx.registry.register(load_spec(tmp_path / "customers.avsc"))
+    pending_old = [ev("c", 3, customer(3))]
+    raw.write("customers", pending_old, version=1)  # written before the evolution, merged after
+    new = [ev("c", 4, {**customer(4), "segment": "b2b"})]
+    raw.write("customers", new)
+    oracle.stream([ev(e["op"], e["seq"], {**e["row"], "segment": "retail"}) for e in old + pending_old] + new)
+    result = merge(ctx, "customers", engine)
+    assert result.stats["rewrite_all"] is True
+    assert_matches(ctx, oracle)
+    state = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, "customers")
+    assert {"Name": "segment", "Type": "string"} in state.columns
+    assert state.parameters[catalog.PARAM_SCHEMA_VERSION] == "2"
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(point: str):  # type: ignore[no-untyped-def]
+    def hook(reached: str) -> None:
+        if reached == point:
+            raise Crash(point)
+    return hook
+
+
+@pytest.mark.parametrize("point", ["after_write", "after_switch"])
+def test_crash_then_rerun_gives_the_exact_table(ctx: MergeContext, raw: RawWriter, engine: str, point: str) -> None:
+    oracle = orders_oracle()
+    base = [ev("c", 1, order(1, day="2026-01-05")), ev("c", 2, order(2, day="2026-02-05")), ev("c", 3, order(3))]
+    raw.write("orders", base)
+    oracle.stream(base)
+    merge(ctx, "orders", engine)
+    before = sorted(str(r) for r in table_rows(ctx, "SELECT * FROM orders"))
+    changes = [ev("u", 4, order(1, day="2026-04-01")), ev("d", 5, key_only("orders", order(2))),
+               ev("c", 6, order(4, day="2026-05-05"))]
+    raw.write("orders", changes)
+    oracle.stream(changes)
+    with pytest.raises(MergeError, match=point):
+        merge(ctx, "orders", engine, hook=crash_at(point))
+    if point == "after_write":  # nothing visible changed
+        assert sorted(str(r) for r in table_rows(ctx, "SELECT * FROM orders")) == before
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    live = live_versions(ctx, "orders")
+    on_disk = version_dirs_on_disk(ctx, "orders")
+    never_live = {d for d in on_disk - live if "_tombstones" not in d}
+    retired = {d for r in ctx.lake.files("curated/_retired/orders", ".json") for d in ctx.lake.read_json(ctx.lake.rel(r.path))["paths"]}
+    assert never_live <= retired, f"leftover folders of the crashed run: {never_live - retired}"
+    assert not [d for d in ctx.lake.dirs("curated/orders") if d.startswith(".staging")]
