@@ -264,8 +264,10 @@ class StateStore:
         even if a paused former owner wakes up believing it still holds the lease.
         """
         now = self._clock()
-        current = self.lease(name)
-        token = (current.token + 1) if current and current.owner != owner else (current.token if current else 1)
+        item = self._lease_item(name)
+        token = 1
+        if item is not None:
+            token = int(item["token"]["N"]) + (0 if item.get("owner", {}).get("S") == owner else 1)
         expires = now + ttl_seconds
         try:
             self._ddb.put_item(
@@ -273,7 +275,6 @@ class StateStore:
                 Item={
                     "pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"},
                     "owner": {"S": owner}, "expires": {"N": repr(expires)}, "token": {"N": str(token)},
-                    "ttl": {"N": str(int(expires) + 86400)},
                 },
                 ConditionExpression="attribute_not_exists(pk) OR expires < :now OR #o = :o",
                 ExpressionAttributeNames={"#o": "owner"},
@@ -308,14 +309,22 @@ class StateStore:
         return Lease(lease.name, lease.owner, expires, lease.token)
 
     def release(self, lease: Lease) -> bool:
-        """Give a lease back; False if it was no longer ours (nothing to release)."""
+        """Give a lease back; False if it was no longer ours (nothing to release).
+
+        The item stays, without an owner and already expired, so its token keeps
+        growing across owners: a token that restarted at 1 would be refused by the
+        checkpoints an earlier owner fenced with a higher one.
+        """
         try:
-            self._ddb.delete_item(
+            self._ddb.update_item(
                 TableName=self._state,
                 Key={"pk": {"S": f"lease#{lease.name}"}, "sk": {"S": "lease"}},
+                UpdateExpression="REMOVE #o SET expires = :zero",
                 ConditionExpression="#o = :o AND #t = :t",
                 ExpressionAttributeNames={"#o": "owner", "#t": "token"},
-                ExpressionAttributeValues={":o": {"S": lease.owner}, ":t": {"N": str(lease.token)}},
+                ExpressionAttributeValues={
+                    ":o": {"S": lease.owner}, ":t": {"N": str(lease.token)}, ":zero": {"N": "0"},
+                },
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -323,11 +332,15 @@ class StateStore:
             raise
         return True
 
-    def lease(self, name: str) -> Lease | None:
-        item = self._ddb.get_item(
+    def _lease_item(self, name: str) -> dict[str, Any] | None:
+        return self._ddb.get_item(
             TableName=self._state, Key={"pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"}}, ConsistentRead=True
         ).get("Item")
-        if item is None:
+
+    def lease(self, name: str) -> Lease | None:
+        """The current holder (possibly expired), or None if never taken or released."""
+        item = self._lease_item(name)
+        if item is None or "owner" not in item:
             return None
         return Lease(name, item["owner"]["S"], float(item["expires"]["N"]), int(item["token"]["N"]))
 
@@ -341,7 +354,7 @@ class StateStore:
         return [
             Lease(i["pk"]["S"].removeprefix("lease#"), i["owner"]["S"], float(i["expires"]["N"]),
                   int(i["token"]["N"]))
-            for i in page.get("Items", [])
+            for i in page.get("Items", []) if "owner" in i
         ]
 
     # -- watermarks ----------------------------------------------------------------------------

@@ -493,17 +493,18 @@
     },
     "ReleaseLock": {
       "Type": "Task",
-      "Comment": "Delete the lock only if this execution still owns it (a lease that expired may have been taken over).",
-      "Resource": "arn:aws:states:::dynamodb:deleteItem",
+      "Comment": "Release the lock only if this execution still owns it (a lease that expired may have been taken over): the owner is removed and the lease expired, the item and its fencing token stay, as StateStore.release does.",
+      "Resource": "arn:aws:states:::dynamodb:updateItem",
       "Parameters": {
         "TableName": "${state_table}",
         "Key": {
           "pk": {"S": "lease#batch"},
           "sk": {"S": "lease"}
         },
+        "UpdateExpression": "REMOVE #o SET expires = :zero",
         "ConditionExpression": "#o = :o",
         "ExpressionAttributeNames": {"#o": "owner"},
-        "ExpressionAttributeValues": {":o": {"S.$": "$$.Execution.Name"}}
+        "ExpressionAttributeValues": {":o": {"S.$": "$$.Execution.Name"}, ":zero": {"N": "0"}}
       },
       "ResultPath": null,
       "Retry": [

@@ -76,7 +76,10 @@ def test_renew_keeps_a_lease_alive(timed: StateStore, clock: FakeClock) -> None:
     with pytest.raises(LeaseHeldError):
         timed.acquire("batch", "run-b", ttl_seconds=10)
     assert timed.release(lease)
-    assert timed.acquire("batch", "run-b", ttl_seconds=10).owner == "run-b"
+    assert timed.lease("batch") is None
+    successor = timed.acquire("batch", "run-b", ttl_seconds=10)
+    assert successor.owner == "run-b"
+    assert successor.token == lease.token + 1  # tokens never repeat, even across a clean release
 
 
 def test_reacquire_by_the_same_owner_keeps_the_token(timed: StateStore) -> None:

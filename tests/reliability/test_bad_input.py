@@ -1,0 +1,396 @@
+"""The bad-input corpus: every kind of broken input gives a clear error or a dead letter, and nothing is lost.
+
+Stream side (the consumer's micro-batch core): events in = raw rows out + dead
+letters, and every dead letter keeps the refused bytes whole with its reason.
+Edge side (producers, bulk push, manifests, registry, query): a clear error that
+names the problem, and nothing half-sent or half-landed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from aws_kinesis_agg.aggregator import RecordAggregator
+
+from glue_jobs.query import LocalQuery
+from hybrid_ingest import layout
+from hybrid_ingest.aws import Clients
+from hybrid_ingest.cli import main
+from hybrid_ingest.errors import (
+    ManifestError,
+    QueryError,
+    RecordTooLargeError,
+    SchemaIncompatibleError,
+    ValidationError,
+    WireFormatError,
+)
+from hybrid_ingest.lake import Lake
+from hybrid_ingest.manifest import Manifest, list_extracts, read_manifest, verify_manifest, write_manifest
+from hybrid_ingest.registry import Registry, SchemaVersion
+from hybrid_ingest.state import StateStore
+from hybrid_ingest.wire import MAGIC, Codec
+from producers.events import event_from_line
+from producers.kinesis import MAX_RECORD_BYTES
+from producers.producer import encode_event
+from streaming_consumer.core import KinesisRecord, build_batch
+from streaming_consumer.sink import write_batch
+from tests.reliability import tally
+
+EPOCH = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
+SHARD = "shardId-000000000000"
+
+
+def customer(key: int, seq: int, op: str = "c", **changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "customer_id": key, "email": f"c{key}@example.com", "full_name": f"Customer {key}", "country": "FR",
+        "tier": "gold", "credit_limit": decimal.Decimal("10.50"), "is_active": True,
+        "signup_date": dt.date(2024, 1, 1), "updated_at": EPOCH, "phone": None,
+    }
+    row.update(changes)
+    return {"op": op, "seq": seq, "ts": EPOCH, "row": row if op != "d" else {"customer_id": key}}
+
+
+def aggregated(payloads: list[bytes]) -> bytes:
+    aggregator = RecordAggregator()
+    for i, data in enumerate(payloads):
+        assert aggregator.add_user_record(f"customers|{i}", data) is None
+    _key, _hash, data = aggregator.clear_and_get().get_contents()
+    return bytes(data)
+
+
+def bad_md5(payloads: list[bytes]) -> bytes:
+    data = bytearray(aggregated(payloads))
+    data[-1] ^= 0xFF
+    return bytes(data)
+
+
+def bad_protobuf(_payloads: list[bytes]) -> bytes:
+    body = b"\x0a\xff\xff\xff\xff garbage"
+    return b"\xf3\x89\x9a\xc2" + body + hashlib.md5(body).digest()
+
+
+def corpus(codec: Codec, unknown: Codec) -> dict[str, tuple[bytes, str]]:
+    """name -> (bytes on the wire, the dead-letter reason the consumer must give)."""
+    good = codec.encode(customer(900, 1))
+    body = good[10:]
+    return {
+        "truncated avro": (good[: len(good) - 7], "bad-wire-format"),
+        "garbled avro body": (codec.header + bytes(reversed(body)), "bad-wire-format"),
+        "trailing bytes": (good + b"\x00\x01", "bad-wire-format"),
+        "wrong magic bytes": (b"\xc3\x02" + good[2:], "bad-wire-format"),
+        "shorter than the header": (MAGIC + b"\x01\x02", "bad-wire-format"),
+        "empty record": (b"", "bad-wire-format"),
+        "json instead of avro": (b'{"op": "c", "seq": 1}', "bad-wire-format"),
+        "unknown fingerprint": (unknown.encode({"op": "c", "seq": 1, "ts": None, "row": {"customer_id": 901}}),
+                                "unknown-fingerprint"),
+        "aggregate with a bad MD5": (bad_md5([codec.encode(customer(902, 1)), good]), "bad-wire-format"),
+        "aggregate protobuf that does not parse": (bad_protobuf([]), "bad-wire-format"),
+        "insert missing a required field": (codec.encode(customer(903, 1, email=None)), "invalid-row"),
+        "negative seq": (codec.encode(customer(904, -5)), "invalid-row"),
+    }
+
+
+@pytest.fixture
+def customers(registry: Registry) -> SchemaVersion:
+    return registry.latest("customers")
+
+
+@pytest.fixture
+def stranger() -> Codec:
+    """A codec for a schema nobody registered: well-formed records with an unknown fingerprint."""
+    return Codec({"type": "record", "name": "stranger", "fields": [
+        {"name": "op", "type": "string"}, {"name": "seq", "type": "long"},
+        {"name": "ts", "type": ["null", "long"], "default": None},
+        {"name": "row", "type": {"type": "record", "name": "r", "fields": [
+            {"name": "customer_id", "type": "long"}]}}]})
+
+
+def test_every_bad_stream_record_is_dead_lettered_and_nothing_is_lost(
+        customers: SchemaVersion, stranger: Codec, registry: Registry, lake: Lake) -> None:
+    codec = customers.codec
+    bad = corpus(codec, stranger)
+    goods = [codec.encode(customer(k, 10 + k)) for k in range(20)]
+    # good and bad interleaved, some good ones inside a healthy aggregate
+    wire: list[bytes] = []
+    expected_good = 0
+    for i, (data, _reason) in enumerate(bad.values()):
+        wire.append(goods[i % len(goods)] if i % 2 else aggregated(goods[i:i + 3]))
+        expected_good += 1 if i % 2 else len(goods[i:i + 3])
+        wire.append(data)
+    records = [KinesisRecord(data, str(1000 + i), f"customers|{i}", EPOCH) for i, data in enumerate(wire)]
+    result = build_batch(SHARD, records, registry.by_fingerprint)
+    written = write_batch(lake, result)
+
+    events_in = expected_good + len(bad)
+    assert result.rows == expected_good
+    assert len(result.dead) == len(bad)
+    lost = events_in - (written.rows + written.dead)
+    tally.lost(lost)
+    tally.add("bad_stream_events_in", events_in)
+    assert lost == 0
+    by_bytes = {d.data: d for d in result.dead}
+    for name, (data, reason) in bad.items():
+        tally.bad_input(f"stream: {name}")
+        assert data in by_bytes, f"{name}: not dead-lettered whole"
+        letter = by_bytes[data]
+        assert letter.reason == reason, f"{name}: reason {letter.reason!r}, expected {reason!r} ({letter.error})"
+        assert letter.error, f"{name}: no error message"
+    # the dead letters are in the lake under dlq/stream/<reason>/, bytes intact
+    stored = []
+    for info in lake.files(layout.DLQ, ".jsonl"):
+        reason = lake.rel(info.path).split("/")[2]
+        for line in lake.read_bytes(lake.rel(info.path)).decode().splitlines():
+            doc = json.loads(line)
+            assert doc["reason"] == reason
+            stored.append(doc)
+    assert len(stored) == len(bad)
+    assert result.last is not None
+    assert result.last.sequence == str(1000 + len(wire) - 1), "the checkpoint must cover the dead letters too"
+
+
+def decode_as_a_reader(registry: Registry, fallback: SchemaVersion, data: bytes) -> dict[str, Any]:
+    """Find the writer schema by the record's fingerprint (when it has one), then decode with it."""
+    fp = data[2:10] if data[:2] == MAGIC and len(data) >= 10 else fallback.fingerprint
+    return registry.by_fingerprint(fp).codec.decode(data)
+
+
+CORPUS = ("truncated avro", "garbled avro body", "trailing bytes", "wrong magic bytes", "shorter than the header",
+          "empty record", "json instead of avro", "unknown fingerprint", "aggregate with a bad MD5",
+          "aggregate protobuf that does not parse", "insert missing a required field", "negative seq")
+
+
+def test_corpus_names_are_complete(customers: SchemaVersion, stranger: Codec) -> None:
+    assert tuple(corpus(customers.codec, stranger)) == CORPUS
+
+
+@pytest.mark.parametrize("name", [n for n in CORPUS if not n.startswith("aggregate")])
+def test_codec_refuses_each_bad_record_clearly(name: str, customers: SchemaVersion, stranger: Codec,
+                                               registry: Registry) -> None:
+    """Decoding directly (the path the live view and tools take) raises a typed error, never returns junk."""
+    data, reason = corpus(customers.codec, stranger)[name]
+    tally.bad_input(f"decode: {name}")
+    if reason == "invalid-row":
+        from hybrid_ingest.tables import validate_event
+
+        with pytest.raises(ValidationError):
+            validate_event(customers.spec, customers.codec.decode(data))
+        return
+    with pytest.raises(WireFormatError) as info:
+        decode_as_a_reader(registry, customers, data)
+    assert info.value.reason in ("bad-wire-format", "unknown-fingerprint")
+    assert str(info.value)
+
+
+BAD_LINES: dict[str, tuple[str, str]] = {
+    "malformed json": ('{"op": "c", "seq": 1, "row": {', "invalid JSON"),
+    "missing key": (json.dumps({"op": "c", "seq": 1, "row": {"email": "a@b"}}), "customer_id"),
+    "null key": (json.dumps({"op": "d", "seq": 1, "row": {"customer_id": None}}), "customer_id"),
+    "wrong type": (json.dumps({"op": "u", "seq": 1, "row": {"customer_id": "seven"}}), "customer_id"),
+    "unknown field": (json.dumps({"op": "d", "seq": 2, "row": {"customer_id": 1, "shoe_size": 44}}), "shoe_size"),
+    "unknown op": (json.dumps({"op": "x", "seq": 1, "row": {"customer_id": 1}}), "op must be one of"),
+    "missing seq": (json.dumps({"op": "d", "row": {"customer_id": 1}}), "seq"),
+    "not an object": ("[1, 2, 3]", "object"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_LINES))
+def test_produce_names_each_bad_line(name: str, customers: SchemaVersion) -> None:
+    line, needle = BAD_LINES[name]
+    tally.bad_input(f"json line: {name}")
+    with pytest.raises(ValidationError) as info:
+        event_from_line(customers.spec, line)
+    assert needle in str(info.value)
+
+
+def test_oversize_record_is_refused_before_sending(customers: SchemaVersion) -> None:
+    tally.bad_input("oversize record")
+    event = customer(1, 1, full_name="x" * (MAX_RECORD_BYTES + 10))
+    with pytest.raises(RecordTooLargeError, match=r"exceeds the .*limit of one Kinesis record"):
+        encode_event(customers, event)
+
+
+Runner = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(initialized: Clients, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
+    settings = initialized.settings
+    monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
+    monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([*args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def stream_records(clients: Clients) -> int:
+    kinesis = clients.kinesis
+    stream = clients.settings.names.stream
+    total = 0
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        total += len(kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"])
+    return total
+
+
+def test_produce_file_with_bad_lines_sends_nothing(cli: Runner, initialized: Clients, tmp_path: Path) -> None:
+    good = json.dumps({"op": "d", "seq": 5, "row": {"customer_id": 5}})
+    lines = [good] + [line for line, _ in BAD_LINES.values()] + [good]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = cli("produce", "customers", "--input", str(path))
+    tally.bad_input("produce file with bad lines")
+    assert code == 1
+    for number in range(2, 2 + len(BAD_LINES)):
+        assert f"line {number}:" in err
+    assert "line 1:" not in err
+    assert stream_records(initialized) == 0, "a file with a bad line must send nothing"
+
+
+def test_csv_extract_missing_a_column_lands_nothing(cli: Runner, lake: Lake, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,email\n1,a@b\n")
+    code, _, err = cli("bulk", "push", "customers", "--input", str(bad), "--as-of-seq", "43", "--mode", "full")
+    tally.bad_input("csv extract missing a column")
+    assert code == 1
+    assert "lacks column" in err
+    assert list_extracts(lake, "customers") == []
+
+
+def _landed(lake: Lake, customers: SchemaVersion, rows: int) -> tuple[str, Manifest]:
+    from hybrid_ingest.convert import arrow_schema
+    from hybrid_ingest.manifest import PartEntry
+
+    extract_id = "7-20261121T000000Z-test"
+    data = pa.Table.from_pylist([customer(k, 1)["row"] for k in range(rows)], schema=arrow_schema(customers.spec))
+    rel = f"{layout.landing_dir('customers', extract_id)}/part-00000.parquet"
+    size = lake.write_parquet(rel, data)
+    manifest = Manifest("customers", extract_id, "full", 7, rows, customers.version, customers.fingerprint.hex(),
+                        (PartEntry("part-00000.parquet", rows, size,
+                                   hashlib.sha256(lake.read_bytes(rel)).hexdigest()),), EPOCH.isoformat())
+    write_manifest(lake, manifest)
+    return extract_id, manifest
+
+
+def _rewrite(lake: Lake, manifest: Manifest, **part: Any) -> None:
+    from dataclasses import replace
+
+    parts = tuple(replace(p, **part) for p in manifest.parts)
+    rows = sum(p.rows for p in parts)
+    write_manifest(lake, replace(manifest, parts=parts, rows=rows))
+
+
+@pytest.mark.parametrize("damage", ["checksum", "row count", "size", "part missing", "truncated part",
+                                    "manifest not json", "manifest rows disagree"])
+def test_manifest_damage_is_refused(damage: str, customers: SchemaVersion, lake: Lake) -> None:
+    extract_id, manifest = _landed(lake, customers, 5)
+    part = f"{layout.landing_dir('customers', extract_id)}/part-00000.parquet"
+    mpath = layout.manifest_path("customers", extract_id)
+    tally.bad_input(f"manifest: {damage}")
+    if damage == "checksum":
+        _rewrite(lake, manifest, sha256="0" * 64)
+    elif damage == "row count":
+        _rewrite(lake, manifest, rows=6)
+    elif damage == "size":
+        _rewrite(lake, manifest, bytes=manifest.parts[0].bytes + 1)
+    elif damage == "part missing":
+        lake.delete_file(part)
+    elif damage == "truncated part":
+        lake.write_bytes(part, lake.read_bytes(part)[:100])
+    elif damage == "manifest not json":
+        lake.write_bytes(mpath, b"{not json")
+    else:
+        doc = manifest.to_json()
+        doc["rows"] = 99
+        lake.write_json(mpath, doc)
+    with pytest.raises(ManifestError) as info:
+        verify_manifest(lake, "customers", extract_id)
+    assert extract_id in str(info.value) or "manifest" in str(info.value)
+    if damage not in ("manifest not json", "manifest rows disagree"):
+        assert read_manifest(lake, "customers", extract_id).extract_id == extract_id
+
+
+def test_merge_refuses_a_damaged_extract_and_keeps_the_table(customers: SchemaVersion, lake: Lake,
+                                                             initialized: Clients, registry: Registry,
+                                                             store: StateStore) -> None:
+    """A full extract with a bad checksum must not replace the table (it would delete every row it lacks)."""
+    from glue_jobs.merge import MergeContext, run_merge
+
+    extract_id, manifest = _landed(lake, customers, 5)
+    _rewrite(lake, manifest, sha256="f" * 64)
+    tally.bad_input("merge: full extract with a bad checksum")
+    ctx = MergeContext(clients=initialized, lake=lake, registry=registry, store=store)
+    result = run_merge(ctx, "customers", engine="duckdb")
+    assert extract_id not in store.watermark("customers").extracts, "a damaged extract must stay pending"
+    assert result.stats.get("extracts_rejected"), "the run must report the rejected extract"
+    local = LocalQuery(initialized, lake, registry, store)
+    try:
+        assert local.run("SELECT count(*) FROM customers").rows == [(0,)]
+    finally:
+        local.close()
+
+
+def test_incompatible_schema_registration_is_refused(registry: Registry) -> None:
+    tally.bad_input("incompatible schema registration")
+    spec = registry.latest("customers").spec
+    schema = json.loads(json.dumps(spec.schema))
+    schema["fields"].append({"name": "loyalty", "type": "long"})  # no default: old data unreadable
+    with pytest.raises(SchemaIncompatibleError) as info:
+        registry.register(spec.with_schema(schema))
+    assert "loyalty" in str(info.value)
+    assert registry.latest("customers").version == 1
+
+
+@pytest.mark.parametrize(("sql", "needle"), [
+    ("SELEC * FROM customers", ""),
+    ("SELECT nope FROM customers", "nope"),
+    ("SELECT * FROM no_such_table", "no_such_table"),
+    ("SELECT * FROM customers WHERE", ""),
+])
+def test_sql_errors_are_query_errors(sql: str, needle: str, initialized: Clients, lake: Lake,
+                                     registry: Registry, store: StateStore) -> None:
+    from glue_jobs.merge import MergeContext, run_merge
+
+    run_merge(MergeContext(clients=initialized, lake=lake, registry=registry, store=store), "customers",
+              engine="duckdb")
+    tally.bad_input(f"sql: {sql}")
+    local = LocalQuery(initialized, lake, registry, store)
+    try:
+        with pytest.raises(QueryError) as info:
+            local.run(sql)
+    finally:
+        local.close()
+    assert needle in str(info.value)
+
+
+def test_junk_file_in_raw_fails_the_merge_loudly(initialized: Clients, lake: Lake, registry: Registry,
+                                                 store: StateStore) -> None:
+    """A non-Parquet object in raw/ must fail the run with a clear error, not read as zero rows."""
+    from glue_jobs.merge import MergeContext, run_merge
+    from hybrid_ingest.errors import HybridIngestError
+
+    tally.bad_input("non-parquet object in raw")
+    rel = "raw/customers/ingest_date=2026-11-21/ingest_hour=10/shardId-000000000000-1_0-2_0.parquet"
+    lake.write_bytes(rel, b"not parquet at all")
+    with pytest.raises(HybridIngestError) as info:
+        run_merge(MergeContext(clients=initialized, lake=lake, registry=registry, store=store), "customers",
+                  engine="duckdb")
+    assert str(info.value)
+    assert store.watermark("customers").version == 0
