@@ -12,32 +12,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from glue_jobs.job_args import job_parser, parse_job_args
 from glue_jobs.merge import MergeContext, run_merge
 from hybrid_ingest.aws import Clients
-from hybrid_ingest.config import Names, Settings
+from hybrid_ingest.config import Settings
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="hybrid-ingest merge job (one table)")
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, Settings]:
+    parser = job_parser("hybrid-ingest merge job (one table)")
     parser.add_argument("--table", required=True)
     parser.add_argument("--engine", choices=("auto", "duckdb", "spark"), default="auto")
     parser.add_argument("--run_id", default=None)
-    parser.add_argument("--lake_uri", required=True)
-    parser.add_argument("--name_prefix", default=Names().prefix)
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "eu-west-1"))
-    args, _ = parser.parse_known_args(list(argv))
-    return args
+    return parse_job_args(parser, argv)
 
 
 def spark_session() -> Any:
@@ -51,10 +45,7 @@ def spark_session() -> Any:
 
 
 def run(argv: Sequence[str]) -> dict[str, Any]:
-    args = parse_args(argv)
-    settings = Settings(home=Path(tempfile.gettempdir()), lake_uri=args.lake_uri, region=args.region,
-                        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        names=Names(prefix=args.name_prefix))
+    args, settings = parse_args(argv)
     clients = Clients(settings)
     names = settings.names
     store = StateStore(clients.dynamodb, names.state_table, names.runs_table)

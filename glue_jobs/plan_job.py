@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glue_jobs.job_args import job_parser, parse_job_args
 from hybrid_ingest.aws import Clients
-from hybrid_ingest.config import Names, Settings
+from hybrid_ingest.config import Settings
 from hybrid_ingest.errors import LeaseHeldError, MergeError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
@@ -124,23 +122,15 @@ def write_plan(dynamodb: DynamoDBClient, state_table: str, run_id: str, plan: di
     )
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Glue passes its own arguments too (--JOB_NAME, --job-bookmark-option, ...): ignore unknown ones."""
-    parser = argparse.ArgumentParser(description="hybrid-ingest batch plan job")
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, Settings]:
+    parser = job_parser("hybrid-ingest batch plan job")
     parser.add_argument("--run_id", required=True)
     parser.add_argument("--input", default="{}")
-    parser.add_argument("--lake_uri", required=True)
-    parser.add_argument("--name_prefix", default=Names().prefix)
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "eu-west-1"))
-    args, _ = parser.parse_known_args(list(argv))
-    return args
+    return parse_job_args(parser, argv)
 
 
 def run(argv: Sequence[str], make_planner: PlannerFactory = sizing_planner) -> dict[str, Any]:
-    args = parse_args(argv)
-    settings = Settings(home=Path(tempfile.gettempdir()), lake_uri=args.lake_uri, region=args.region,
-                        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        names=Names(prefix=args.name_prefix))
+    args, settings = parse_args(argv)
     clients = Clients(settings)
     names = settings.names
     store = StateStore(clients.dynamodb, names.state_table, names.runs_table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -112,6 +113,13 @@ class Settings:
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         names = Names(prefix=env.get("HYBRID_INGEST_PREFIX", DEFAULT_PREFIX))
         return cls(home=home, lake_uri=lake, region=region, endpoint_url=endpoint, names=names)
+
+
+def job_settings(lake_uri: str, region: str, prefix: str, env: dict[str, str] | None = None) -> Settings:
+    """Settings of a Glue job run, from its job arguments (the endpoint only from AWS_ENDPOINT_URL)."""
+    env = dict(os.environ if env is None else env)
+    return Settings(home=Path(tempfile.gettempdir()), lake_uri=lake_uri, region=region,
+                    endpoint_url=env.get("AWS_ENDPOINT_URL") or None, names=Names(prefix=prefix))
 
 
 def read_stack_endpoint(home: Path) -> str | None:
