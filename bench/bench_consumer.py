@@ -1,6 +1,7 @@
 """Consumer throughput on one core beside bare fastavro decoding of the same records.
 
-    .venv/bin/python bench/bench_consumer.py [--events 200000] [--table orders] [--repeat 3]
+    .venv/bin/python bench/bench_consumer.py [--events 200000] [--table orders] [--repeat 3] [--json OUT]
+    .venv/bin/python bench/bench_consumer.py --profile bench/profiles/consumer.txt
 
 The consumer figure covers what one shard's micro-batch costs: KPL deaggregation (MD5
 check + protobuf), fingerprint lookup, Avro decoding, validation, routing into Arrow
@@ -15,6 +16,7 @@ import argparse
 import datetime as dt
 import decimal
 import io
+import json
 import tempfile
 import time
 import uuid
@@ -77,16 +79,15 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
     return min(timings)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--table", choices=["orders", "customers"], default="orders")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def table_version(table: str) -> SchemaVersion:
+    spec = load_spec(SCHEMAS / f"{table}.avsc")
+    return SchemaVersion(spec, 1, fingerprint(envelope_schema(spec)))
 
-    spec = load_spec(SCHEMAS / f"{args.table}.avsc")
-    version = SchemaVersion(spec, 1, fingerprint(envelope_schema(spec)))
-    records, payloads = kinesis_records(args.table, version, args.events)
+
+def run(events: int = 200_000, table: str = "orders", repeat: int = 3) -> dict[str, Any]:
+    """The figures (events per CPU-second) and the ratio to bare fastavro; prints them as it goes."""
+    version = table_version(table)
+    records, payloads = kinesis_records(table, version, events)
     parsed = version.codec.parsed
 
     def bare() -> None:
@@ -101,19 +102,59 @@ def main() -> None:
             result = build_batch("shardId-000000000000", records, lambda fp: version)
             written.append(write_batch(lake, result).rows)
 
-        t_bare = best_of(args.repeat, bare)
-        t_core = best_of(args.repeat, lambda: build_batch("shardId-000000000000", records, lambda fp: version))
-        t_consumer = best_of(args.repeat, consumer)
-        assert written[-1] == args.events, "every event must be written"
+        t_bare = best_of(repeat, bare)
+        t_core = best_of(repeat, lambda: build_batch("shardId-000000000000", records, lambda fp: version))
+        t_consumer = best_of(repeat, consumer)
+        if written[-1] != events:
+            raise RuntimeError(f"{written[-1]} of {events} events written: the consumer lost events")
         size = sum(f.size for f in lake.files("raw", ".parquet"))
 
-    n = args.events
-    print(f"table {args.table}: {n} events in {len(records)} KPL aggregates, one core")
+    n = events
+    figures: dict[str, Any] = {
+        "events": n, "table": table, "kinesis_records": len(records), "bare_per_s": n / t_bare,
+        "core_per_s": n / t_core, "consumer_per_s": n / t_consumer, "core_ratio": t_bare / t_core,
+        "ratio": t_bare / t_consumer, "parquet_mb": size / 1e6,
+    }
+    print(f"table {table}: {n} events in {len(records)} KPL aggregates, one core, best of {repeat} by CPU time")
     print(f"  bare fastavro decode            {n / t_bare:>10,.0f} events/s")
     print(f"  consumer core (no write)        {n / t_core:>10,.0f} events/s  ({t_bare / t_core:.0%} of bare)")
     print(f"  consumer + Parquet write        {n / t_consumer:>10,.0f} events/s  ({t_bare / t_consumer:.0%} of bare)"
           f"  file {size / 1e6:.1f} MB")
     print(f"  target: consumer >= 50% of bare -> {'met' if t_bare / t_consumer >= 0.5 else 'NOT met'}")
+    return figures
+
+
+def profile(events: int, table: str, out: Path) -> None:
+    """pyinstrument's text profile of one deaggregate+decode+Parquet pass (the consumer's CPU-bound core)."""
+    from pyinstrument import Profiler
+
+    version = table_version(table)
+    records, _ = kinesis_records(table, version, events)
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Lake.from_uri(Path(tmp).as_uri())
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        write_batch(lake, build_batch("shardId-000000000000", records, lambda fp: version))
+        profiler.stop()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    print(f"profile of deaggregate+decode+Parquet over {events:,} {table} events written to {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--table", choices=["orders", "customers"], default="orders")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile here instead")
+    args = parser.parse_args()
+    if args.profile:
+        profile(args.events, args.table, args.profile)
+        return
+    figures = run(args.events, args.table, args.repeat)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,19 @@ and changes of 70% updates, 20% inserts, 10% deletes, one per key. Figures:
 * DuckDB engine: the full ``run_merge`` (listing, manifests, catalog switch,
   watermark commit, run history: our extra work included) of the changes into the
   big table and into a table of ``--small-rows`` rows (cost follows the changes),
-  against delta-rs MERGE of the same changes into the same table;
-* changes touching 1 of 24 partitions against the full merge (the ratio);
+  against delta-rs MERGE of the same changes into the same table and a plain DuckDB
+  rewrite (anti-join, union, partitioned COPY) of the same data;
+* changes touching 1 of 24 partitions against the full merge, and the same few-partition
+  changes into the big table against the small one (the ratio should stay near 1);
 * with ``--spark``: our Spark engine against a plain PySpark rewrite (read,
-  anti-join, union, partitioned write) of the same data.
+  anti-join, union, partitioned write) of the same data, in the scenario of
+  ``--spark-rows`` rows (default: the big table; an extra scenario if it is neither size).
 
-Run: ``python bench/bench_merge.py [--rows 10000000 --changes 1000000 --spark]``.
+Wall seconds are what the figures compare (``--repeat N``: the best of N runs); CPU seconds of this process are printed beside
+them (DuckDB's and delta-rs's threads count, the Spark JVM's do not). ``run()`` returns the
+figures for ``bench/run_all.py``.
+
+Run: ``python bench/bench_merge.py [--rows 10000000 --changes 1000000 --spark] [--json OUT]``.
 It prints figures; it asserts nothing about speed.
 """
 
@@ -150,18 +157,18 @@ class Bench:
         self.store.commit_watermark(type(wm)(wm.table, dict(wm.shards), wm.extracts, 0, wm.newest_op_ts, wm.last_run),
                                     current.version)
 
-    def merge_timed(self, engine: str, spark: Any = None) -> tuple[float, dict[str, Any]]:
-        started = time.perf_counter()
+    def merge_timed(self, engine: str, spark: Any = None) -> tuple[float, float, dict[str, Any]]:
+        started, cpu = time.perf_counter(), time.process_time()
         result = run_merge(self.ctx(spark), "orders", engine=engine)
-        return time.perf_counter() - started, result.stats
+        return time.perf_counter() - started, time.process_time() - cpu, result.stats
 
     def curated_files(self, snap: dict[str, Any]) -> dict[str, list[str]]:
         state: catalog.CatalogTable = snap["state"]
         return {v: [i.path for i in self.lake.files(rel, ".parquet")] for v, rel in state.partitions.items()}
 
 
-def delta_merge(bench: Bench, snap: dict[str, Any], changes: Path, workdir: Path) -> tuple[float, float]:
-    """(setup s, MERGE s): the same table as a Delta table partitioned by month, MERGE of the same changes."""
+def delta_merge(bench: Bench, snap: dict[str, Any], changes: Path, workdir: Path) -> tuple[float, float, float]:
+    """(setup s, MERGE s, MERGE CPU s): the same table as a Delta table partitioned by month, MERGE of the changes."""
     from deltalake import DeltaTable, write_deltalake
 
     t0 = time.perf_counter()
@@ -176,13 +183,38 @@ def delta_merge(bench: Bench, snap: dict[str, Any], changes: Path, workdir: Path
     source = source.append_column("order_date_month", pc.strftime(source["order_date"], "%Y-%m"))
     stamp = pa.array([dt.datetime.now(dt.UTC)] * source.num_rows, pa.timestamp("us", tz="UTC"))
     source = source.append_column("_op_ts", stamp).append_column("_merged_at", stamp)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     (DeltaTable(str(path)).merge(source, predicate="t.order_id = s.order_id", source_alias="s", target_alias="t")
      .when_matched_delete(predicate="s._op = 'd'")
      .when_matched_update_all(predicate="s._op <> 'd'", except_cols=["_op"])
      .when_not_matched_insert_all(predicate="s._op <> 'd'", except_cols=["_op"])
      .execute())
-    return setup, time.perf_counter() - started
+    return setup, time.perf_counter() - started, time.process_time() - cpu
+
+
+def duckdb_rewrite(bench: Bench, snap: dict[str, Any], changes: Path, out: Path, memory: str) -> tuple[float, float]:
+    """(wall s, CPU s) of the textbook DuckDB rewrite: every partition read, changed keys dropped, upserts added.
+
+    Same input files and output layout (Parquet per month) as our engine, none of its
+    bookkeeping (seq comparison, tombstones, manifests, catalog, watermark): the floor
+    for a DuckDB merge of these changes.
+    """
+    files = [f for group in bench.curated_files(snap).values() for f in group]
+    shutil.rmtree(out, ignore_errors=True)
+    con = duckdb.connect(config={"memory_limit": memory})
+    con.execute("SET TimeZone = 'UTC'")
+    started, cpu = time.perf_counter(), time.process_time()
+    con.execute(f"""COPY (
+            SELECT t.*, strftime(t.order_date, '%Y-%m') AS order_date_month
+            FROM read_parquet({files!r}, hive_partitioning = false) t ANTI JOIN read_parquet('{changes}') c USING (order_id)
+            UNION ALL BY NAME
+            SELECT * EXCLUDE (_op), now() AS _op_ts, now() AS _merged_at,
+                   strftime(order_date, '%Y-%m') AS order_date_month
+            FROM read_parquet('{changes}') WHERE _op <> 'd'
+        ) TO '{out}' (FORMAT parquet, PARTITION_BY (order_date_month))""")
+    elapsed = time.perf_counter() - started, time.process_time() - cpu
+    con.close()
+    return elapsed
 
 
 def plain_spark_rewrite(spark: Any, bench: Bench, snap: dict[str, Any], changes: Path, out: Path) -> float:
@@ -206,35 +238,141 @@ def plain_spark_rewrite(spark: Any, bench: Bench, snap: dict[str, Any], changes:
     return time.perf_counter() - started
 
 
-def measure(label: str, fn: Callable[[], tuple[float, dict[str, Any]]]) -> float:
-    seconds, stats = fn()
+def measure(label: str, fn: Callable[[], tuple[float, float, dict[str, Any]]]) -> tuple[float, float]:
+    seconds, cpu, stats = fn()
     keys = ("rows_in", "upserts", "deletes", "partitions_rewritten", "bytes_written")
-    print(f"  {label:<46} {seconds:7.2f} s   " + ", ".join(f"{k}={stats.get(k)}" for k in keys), flush=True)
-    return seconds
+    print(f"  {label:<46} {seconds:7.2f} s  cpu {cpu:6.2f} s   " + ", ".join(f"{k}={stats.get(k)}" for k in keys),
+          flush=True)
+    return seconds, cpu
 
 
-def scenario(root: Path, endpoint: str, rows: int, changes: int, spark: Any, memory: str) -> dict[str, float]:
+def peer(label: str, seconds: float, cpu: float | None = None, note: str = "") -> None:
+    cpu_text = f"cpu {cpu:6.2f} s" if cpu is not None else "cpu   (JVM)"
+    print(f"  {label:<46} {seconds:7.2f} s  {cpu_text}   {note}", flush=True)
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Fastest wall time of repeated runs and the least CPU time: the machine is shared, noise only adds."""
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def scenario(root: Path, endpoint: str, rows: int, changes: int, spark: Any, memory: str,
+             peers: bool = True, repeat: int = 1) -> dict[str, float]:
+    """Figures (seconds) for one table size; ``peers`` False measures only the Spark pair.
+
+    ``repeat`` runs the DuckDB engine, delta-rs and the DuckDB rewrite that many times each
+    (the table put back in between) and keeps the best: the headline comparison.
+    """
     bench = Bench(root, endpoint, f"bench-{rows}", memory)
     t0 = time.perf_counter()
     bench.load_base(rows)
     print(f"table of {rows:,} rows loaded in {time.perf_counter() - t0:.1f} s (setup)", flush=True)
     snap = bench.snapshot()
-    figures: dict[str, float] = {}
+    figures: dict[str, float] = {"rows": rows, "changes": changes}
     plain = bench.write_changes(changes, min(rows, 1_000_000), 10, one_month=False, name="all")
-    figures["duckdb_full"] = measure(f"duckdb engine: {changes:,} changes", lambda: bench.merge_timed("duckdb"))
-    setup, figures["delta"] = delta_merge(bench, snap, plain, root)
-    print(f"  {'delta-rs MERGE (same changes)':<46} {figures['delta']:7.2f} s   (delta table setup {setup:.1f} s)")
+    if peers:
+        engine_runs, delta_runs, rewrite_runs = [], [], []
+        for attempt in range(repeat):
+            if attempt:
+                bench.restore(snap)
+            engine_runs.append(measure(f"duckdb engine: {changes:,} changes", lambda: bench.merge_timed("duckdb")))
+            setup, wall, cpu = delta_merge(bench, snap, plain, root)
+            delta_runs.append((wall, cpu))
+            peer("delta-rs MERGE (same changes)", wall, cpu, f"(delta table setup {setup:.1f} s)")
+            rewrite_runs.append(duckdb_rewrite(bench, snap, plain, root / "plain-duckdb", memory))
+            peer("plain DuckDB rewrite (same changes)", *rewrite_runs[-1])
+            shutil.rmtree(root / "plain-duckdb", ignore_errors=True)
+        figures["duckdb_full"], figures["duckdb_full_cpu"] = best(engine_runs)
+        figures["delta"], figures["delta_cpu"] = best(delta_runs)
+        figures["duckdb_rewrite"], figures["duckdb_rewrite_cpu"] = best(rewrite_runs)
+        figures["repeat"] = repeat
     if spark is not None:
         bench.restore(snap)
-        figures["spark_full"] = measure("spark engine: same changes", lambda: bench.merge_timed("spark", spark))
+        # the first Spark job of a session pays JVM warm-up (class loading, JIT): an untimed run takes it
+        cold = plain_spark_rewrite(spark, bench, snap, plain, root / "plain-spark")
+        peer("plain PySpark rewrite, cold (warm-up, not compared)", cold)
+        figures["spark_full"], _ = measure("spark engine: same changes", lambda: bench.merge_timed("spark", spark))
         figures["spark_plain"] = plain_spark_rewrite(spark, bench, snap, plain, root / "plain-spark")
-        print(f"  {'plain PySpark rewrite (same changes)':<46} {figures['spark_plain']:7.2f} s")
-    bench.restore(snap)
-    Path(bench.lake.path(bench.raw_rel)).unlink()
-    bench.write_changes(max(1, changes // 24), min(rows, 1_000_000), 10, one_month=True, name="one")
-    figures["duckdb_one"] = measure(f"duckdb engine: {max(1, changes // 24):,} changes in 1 of 24 months",
-                                    lambda: bench.merge_timed("duckdb"))
+        peer("plain PySpark rewrite (same changes)", figures["spark_plain"])
+    if peers:
+        bench.restore(snap)
+        Path(bench.lake.path(bench.raw_rel)).unlink()
+        few = max(1, changes // 24)
+        bench.write_changes(few, min(rows, 1_000_000), 10, one_month=True, name="one")
+        figures["duckdb_one"], figures["duckdb_one_cpu"] = measure(
+            f"duckdb engine: {few:,} changes in 1 of 24 months", lambda: bench.merge_timed("duckdb"))
     return figures
+
+
+def spark_session(memory: str) -> Any:
+    from pyspark.sql import SparkSession
+
+    return (SparkSession.builder.master("local[2]").config("spark.sql.shuffle.partitions", "8")
+            .config("spark.driver.memory", memory).config("spark.ui.enabled", "false")
+            .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+            .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+
+
+def size_problem(small_rows: int, changes: int) -> str | None:
+    if 0.8 * changes > min(small_rows, 1_000_000):
+        return "updates and deletes need distinct existing keys: --changes must be <= 1.25 x --small-rows"
+    return None
+
+
+def run(rows: int = 10_000_000, small_rows: int = 1_000_000, changes: int = 1_000_000, spark: bool = False,
+        spark_rows: int | None = None, workdir: Path | None = None, duckdb_memory: str = "8GB",
+        spark_memory: str = "6g", repeat: int = 1) -> dict[str, Any]:
+    """Every scenario, then the ratios; keys are the table sizes plus ``summary``."""
+    problem = size_problem(small_rows, changes)
+    if problem:
+        raise ValueError(problem)
+    spark_rows = spark_rows or rows
+    server, endpoint = start_server()
+    session = spark_session(spark_memory) if spark else None
+    results: dict[str, Any] = {}
+    sizes = [rows, small_rows] + ([spark_rows] if spark and spark_rows not in (rows, small_rows) else [])
+    try:
+        for size in sizes:
+            root = Path(tempfile.mkdtemp(prefix="bench-merge-", dir=workdir))
+            size_changes = min(changes, int(1.25 * min(size, 1_000_000)))
+            print(f"\n== {size_changes:,} changes (70% updates, 20% inserts, 10% deletes) into {size:,} rows, "
+                  f"{MONTHS} monthly partitions ==", flush=True)
+            try:
+                results[str(size)] = scenario(root, endpoint, size, size_changes,
+                                              session if size == spark_rows else None, duckdb_memory,
+                                              peers=size in (rows, small_rows), repeat=repeat)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)  # a 10M-row table is gigabytes: never leave it behind
+    finally:
+        server.stop()
+        if session is not None:
+            session.stop()
+    big, small = results[str(rows)], results[str(small_rows)]
+    summary: dict[str, Any] = {
+        "duckdb_vs_delta": big["duckdb_full"] / big["delta"],
+        "duckdb_vs_delta_small": small["duckdb_full"] / small["delta"],
+        "duckdb_vs_rewrite": big["duckdb_full"] / big["duckdb_rewrite"],
+        "big_vs_small_full": big["duckdb_full"] / small["duckdb_full"],
+        "big_vs_small_few_partitions": big["duckdb_one"] / small["duckdb_one"],
+        "one_vs_full": big["duckdb_one"] / big["duckdb_full"],
+    }
+    if spark:
+        sp = results[str(spark_rows)]
+        summary.update(spark_vs_plain=sp["spark_full"] / sp["spark_plain"], spark_rows=spark_rows,
+                       spark_changes=sp["changes"])
+    results["summary"] = summary
+    print("\n== summary ==")
+    print(f"duckdb engine / delta-rs MERGE, {rows:,} rows: {summary['duckdb_vs_delta']:.2f}")
+    print(f"duckdb engine / delta-rs MERGE, {small_rows:,} rows: {summary['duckdb_vs_delta_small']:.2f}")
+    print(f"duckdb engine / plain DuckDB rewrite, {rows:,} rows: {summary['duckdb_vs_rewrite']:.2f}")
+    print(f"duckdb engine, {rows:,} vs {small_rows:,} rows: {big['duckdb_full']:.2f} s vs "
+          f"{small['duckdb_full']:.2f} s")
+    print(f"few partitions, {rows:,} vs {small_rows:,} rows: {big['duckdb_one']:.2f} s vs {small['duckdb_one']:.2f} s "
+          f"= {summary['big_vs_small_few_partitions']:.2f}")
+    print(f"1 of 24 partitions / full merge: {summary['one_vs_full']:.3f}")
+    if spark:
+        print(f"spark engine / plain PySpark rewrite, {spark_rows:,} rows: {summary['spark_vs_plain']:.2f}")
+    return results
 
 
 def main() -> None:
@@ -243,43 +381,20 @@ def main() -> None:
     parser.add_argument("--small-rows", type=int, default=1_000_000)
     parser.add_argument("--changes", type=int, default=1_000_000)
     parser.add_argument("--spark", action="store_true", help="also measure the Spark engine and plain PySpark")
+    parser.add_argument("--spark-rows", type=int, default=None, help="table size of the Spark pair [default: --rows]")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--duckdb-memory", default="8GB", help="duckdb_memory_limit job setting for the runs")
+    parser.add_argument("--spark-memory", default="6g", help="spark.driver.memory of the local session")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each DuckDB/delta-rs merge; the best counts")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
-    if 0.8 * args.changes > min(args.small_rows, 1_000_000):
-        parser.error("updates and deletes need distinct existing keys: --changes must be <= 1.25 x --small-rows")
-    server, endpoint = start_server()
-    spark = None
-    if args.spark:
-        from pyspark.sql import SparkSession
-
-        spark = (SparkSession.builder.master("local[2]").config("spark.sql.shuffle.partitions", "8")
-                 .config("spark.driver.memory", "6g").config("spark.ui.enabled", "false")
-                 .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-                 .getOrCreate())
-    results: dict[str, dict[str, float]] = {}
-    try:
-        for rows in (args.rows, args.small_rows):
-            root = Path(tempfile.mkdtemp(prefix="bench-merge-", dir=args.workdir))
-            print(f"\n== {args.changes:,} changes (70% updates, 20% inserts, 10% deletes) into {rows:,} rows, "
-                  f"{MONTHS} monthly partitions ==", flush=True)
-            results[str(rows)] = scenario(root, endpoint, rows, args.changes, spark if rows == args.rows else None,
-                                          args.duckdb_memory)
-            shutil.rmtree(root, ignore_errors=True)
-    finally:
-        server.stop()
-        if spark is not None:
-            spark.stop()
-    big, small = results[str(args.rows)], results[str(args.small_rows)]
-    print("\n== summary ==")
-    print(f"duckdb engine / delta-rs MERGE, {args.rows:,} rows: {big['duckdb_full'] / big['delta']:.2f}")
-    print(f"duckdb engine / delta-rs MERGE, {args.small_rows:,} rows: {small['duckdb_full'] / small['delta']:.2f}")
-    print(f"duckdb engine, {args.rows:,} vs {args.small_rows:,} rows: {big['duckdb_full']:.2f} s vs "
-          f"{small['duckdb_full']:.2f} s")
-    print(f"1 of 24 partitions / full merge: {big['duckdb_one'] / big['duckdb_full']:.3f}")
-    if "spark_full" in big:
-        print(f"spark engine / plain PySpark rewrite: {big['spark_full'] / big['spark_plain']:.2f}")
-    print(json.dumps(results))
+    problem = size_problem(args.small_rows, args.changes)
+    if problem:
+        parser.error(problem)
+    results = run(args.rows, args.small_rows, args.changes, args.spark, args.spark_rows, args.workdir,
+                  args.duckdb_memory, args.spark_memory, args.repeat)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

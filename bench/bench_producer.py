@@ -1,6 +1,8 @@
 """Producer throughput per core: encode + aggregate, beside bare fastavro schemaless encoding.
 
-Prints figures only (no assertions); rates are per CPU-second of the one thread (process time). Run: ``python bench/bench_producer.py [--events N] [--e2e]``.
+Prints figures only (no assertions); rates are per CPU-second of the one thread (process time).
+Run: ``python bench/bench_producer.py [--events N] [--e2e] [--json OUT | --profile OUT.txt]``;
+``run()`` returns the figures for ``bench/run_all.py``.
 
 * bare fastavro: ``fastavro.schemaless_writer`` of the same envelope records, one BytesIO each.
 * producer core: what ``send()`` does before the disk, plus what the sender does before the
@@ -16,6 +18,7 @@ import argparse
 import datetime as dt
 import decimal
 import io
+import json
 import tempfile
 import time
 import uuid
@@ -65,17 +68,17 @@ def best_of(runs: int, *fns: Any) -> list[float]:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--e2e", action="store_true")
-    args = parser.parse_args()
+def orders_version() -> SchemaVersion:
     spec = load_spec(REPO / "schemas" / "orders.table.json")
     envelope = envelope_schema(spec)
-    version = SchemaVersion(spec=spec, version=1, fingerprint=fingerprint(envelope), envelope=envelope)
+    return SchemaVersion(spec=spec, version=1, fingerprint=fingerprint(envelope), envelope=envelope)
+
+
+def run(n_events: int = 100_000, runs: int = 3, e2e: bool = False) -> dict[str, Any]:
+    """The figures (events per CPU-second) and the ratio to bare fastavro; prints them as it goes."""
+    version = orders_version()
     parsed = version.codec.parsed
-    records = events(args.events)
+    records = events(n_events)
     shard_map = four_shards()
     n = len(records)
 
@@ -94,11 +97,15 @@ def main() -> None:
         aggregate([encode_event(version, r) for r in records], shard_map)
 
     encode_only()
-    t_bare, t_encode, t_agg, t_core = best_of(args.runs, bare, encode_only, lambda: aggregate(entries, shard_map),
+    t_bare, t_encode, t_agg, t_core = best_of(runs, bare, encode_only, lambda: aggregate(entries, shard_map),
                                               core)
     blobs = aggregate(entries, shard_map)
     avg = sum(len(d) for _, d in entries) / n
-    print(f"events: {n} (orders envelope, avg {avg:.0f} bytes encoded), best of {args.runs} by CPU time, one core")
+    figures: dict[str, Any] = {
+        "events": n, "avg_bytes": avg, "bare_per_s": n / t_bare, "encode_per_s": n / t_encode,
+        "aggregate_per_s": n / t_agg, "core_per_s": n / t_core, "ratio": t_bare / t_core,
+    }
+    print(f"events: {n} (orders envelope, avg {avg:.0f} bytes encoded), best of {runs} by CPU time, one core")
     print(f"bare fastavro schemaless_writer : {n / t_bare:>10,.0f} events/s")
     print(f"producer encode (validate+avro+key): {n / t_encode:>7,.0f} events/s")
     print(f"aggregate only (4 shards)       : {n / t_agg:>10,.0f} events/s "
@@ -115,13 +122,45 @@ def main() -> None:
                 spool.append(entries[i:i + 1000])
             elapsed = time.perf_counter() - start
             spool.close()
+        figures[f"spool_{durability}_per_s"] = n / elapsed
         print(f"spool append, {durability:5} policy, batches of 1000: {n / elapsed:>10,.0f} events/s")
 
-    if args.e2e:
-        run_e2e(version, records[: min(n, 50_000)])
+    if e2e:
+        figures.update(run_e2e(version, records[: min(n, 50_000)]))
+    return figures
 
 
-def run_e2e(version: SchemaVersion, records: list[dict[str, Any]]) -> None:
+def profile(n_events: int, out: Path) -> None:
+    """pyinstrument's text profile of one encode+aggregate pass (the producer's CPU-bound core)."""
+    from pyinstrument import Profiler
+
+    version, records, shard_map = orders_version(), events(n_events), four_shards()
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    aggregate([encode_event(version, r) for r in records], shard_map)
+    profiler.stop()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    print(f"profile of encode+aggregate over {n_events:,} events written to {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--e2e", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile here instead")
+    args = parser.parse_args()
+    if args.profile:
+        profile(args.events, args.profile)
+        return
+    figures = run(args.events, args.runs, args.e2e)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+def run_e2e(version: SchemaVersion, records: list[dict[str, Any]]) -> dict[str, float]:
     from hybrid_ingest.aws import Clients
     from hybrid_ingest.bootstrap import ensure_stream
     from hybrid_ingest.config import Settings
@@ -148,6 +187,7 @@ def run_e2e(version: SchemaVersion, records: list[dict[str, Any]]) -> None:
               f"{stats.calls} calls")
     finally:
         server.stop()
+    return {"e2e_accepted_per_s": len(records) / accepted, "e2e_delivered_per_s": len(records) / total}
 
 
 if __name__ == "__main__":

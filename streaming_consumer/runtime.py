@@ -47,8 +47,9 @@ METRIC_UNITS = {"Records": "Count", "Bytes": "Bytes", "Batches": "Count", "DeadL
 class FlushPolicy:
     """Flush a shard's buffer when any limit is reached (or at shutdown, or when the shard is idle)."""
 
+    # Decoded events take ~10x their wire size: these keep a shard's buffer near 100 MB at most.
     max_records: int = 50_000
-    max_bytes: int = 32 * 1024 * 1024
+    max_bytes: int = 8 * 1024 * 1024
     max_seconds: float = 30.0
 
 
@@ -57,6 +58,8 @@ class ConsumerConfig:
     stream: str
     flush: FlushPolicy = field(default_factory=FlushPolicy)
     lease_seconds: float = 20.0
+    # Kinesis's own maximum. AWS also caps a response at 10 MB, so a buffer holds at most
+    # max_bytes plus one response; moto ignores that cap and returns a shard's whole backlog.
     get_records_limit: int = 10_000
     idle_sleep_seconds: float = 1.0
     flush_when_idle: bool = True

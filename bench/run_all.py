@@ -1,0 +1,408 @@
+"""Run every benchmark, profile the hot paths, and write bench/RESULTS.md from this one run.
+
+    .venv/bin/python bench/run_all.py            # the issue's sizes (10M-row merge: many minutes)
+    .venv/bin/python bench/run_all.py --quick    # small sizes, a few minutes, no Spark unless --spark
+
+Each benchmark runs in its own process (``bench/bench_*.py ... --json``), so one that
+fails is reported as such and the others still run, and the memory of one (Spark, a
+10M-row table) never weighs on the next. Figures are ratios measured in the same run;
+throughputs are per CPU-second (the machine is shared, CPU time is the steadier
+figure), merges and freshness are wall seconds, and the load average is recorded
+beside every step. Nothing here asserts a speed: the page says PASS or MISS per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+
+@dataclass(frozen=True)
+class Sizes:
+    producer_events: int
+    consumer_events: int
+    runs: int
+    merge_rows: int
+    merge_small_rows: int
+    merge_changes: int
+    merge_repeat: int
+    spark_rows: int | None
+    freshness_events: int
+    memory_events: tuple[int, ...]
+    memory_small_flush_bytes: int
+    memory_small_get_records: int
+    profile_events: int
+
+
+FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_rows=10_000_000,
+             merge_small_rows=1_000_000, merge_changes=1_000_000, merge_repeat=2, spark_rows=1_000_000, freshness_events=10,
+             memory_events=(100_000, 200_000), memory_small_flush_bytes=2_000_000, memory_small_get_records=2,
+             profile_events=50_000)
+QUICK = Sizes(producer_events=20_000, consumer_events=20_000, runs=2, merge_rows=200_000, merge_small_rows=100_000,
+              merge_changes=50_000, merge_repeat=1, spark_rows=None, freshness_events=3, memory_events=(20_000, 40_000),
+              memory_small_flush_bytes=500_000, memory_small_get_records=1, profile_events=20_000)
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]
+    figures: dict[str, Any] = field(default_factory=dict)
+    returncode: int | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def load_step(doc: dict[str, Any]) -> Step:
+    return Step(**{**doc, "load_before": tuple(doc["load_before"]), "load_after": tuple(doc["load_after"])})
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_step(step: Step, out_json: Path | None) -> Step:
+    """Run one benchmark process, echo its output live, keep it for the page."""
+    argv = [sys.executable, *step.argv] + (["--json", str(out_json)] if out_json else [])
+    print(f"\n### {step.name}: {' '.join(step.argv)}", flush=True)
+    step.load_before = os.getloadavg()
+    cpu, started = children_cpu(), time.perf_counter()
+    lines: list[str] = []
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            lines.append(line.rstrip("\n"))
+    step.returncode = proc.returncode
+    step.wall_s, step.cpu_s = time.perf_counter() - started, children_cpu() - cpu
+    step.load_after = os.getloadavg()
+    step.output = "\n".join(line for line in lines if keep_line(line))
+    if out_json is not None and out_json.exists() and step.ok:
+        step.figures = json.loads(out_json.read_text())
+    return step
+
+
+def keep_line(line: str) -> bool:
+    """Drop the JVM's and Spark's log chatter from the page; the figures are printed by the benches."""
+    noise = ("WARN ", "INFO ", "Setting default log level", "To adjust logging level", "SLF4J", "Using Spark's")
+    return bool(line.strip()) and not any(n in line for n in noise) and not line.startswith("{")
+
+
+def version_of(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def java_version() -> str:
+    try:
+        proc = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return "not found"
+    return (proc.stderr or proc.stdout).splitlines()[0] if (proc.stderr or proc.stdout) else "unknown"
+
+
+def machine() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor() or "unknown")
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total_kb = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), 0)
+    return {"cpus (nproc)": str(os.cpu_count()), "cpu model": model, "memory": f"{total_kb / 1024 / 1024:.1f} GiB",
+            "kernel": platform.release(), "python": platform.python_version(), "java": java_version()}
+
+
+def steps_for(sizes: Sizes, spark: bool, only: set[str] | None) -> list[Step]:
+    memory_args = ["--events", *map(str, sizes.memory_events)]
+    merge = ["bench/bench_merge.py", "--rows", str(sizes.merge_rows), "--small-rows", str(sizes.merge_small_rows),
+             "--changes", str(sizes.merge_changes), "--repeat", str(sizes.merge_repeat)]
+    if spark:
+        merge += ["--spark"] + (["--spark-rows", str(sizes.spark_rows)] if sizes.spark_rows else [])
+    steps = [
+        Step("producer", ["bench/bench_producer.py", "--events", str(sizes.producer_events), "--runs",
+                          str(sizes.runs)]),
+        Step("consumer", ["bench/bench_consumer.py", "--events", str(sizes.consumer_events), "--repeat",
+                          str(sizes.runs)]),
+        Step("merge", merge),
+        Step("freshness", ["bench/bench_freshness.py", "--events", str(sizes.freshness_events)]),
+        Step("memory", ["bench/bench_memory.py", *memory_args]),
+        Step("memory_small_flush", ["bench/bench_memory.py", *memory_args, "--flush-bytes",
+                                    str(sizes.memory_small_flush_bytes), "--get-records-limit",
+                                    str(sizes.memory_small_get_records)]),
+    ]
+    return [s for s in steps if only is None or s.name in only]
+
+
+def profile_steps(sizes: Sizes, out_dir: Path) -> list[Step]:
+    n = str(sizes.profile_events)
+    return [Step("profile producer", ["bench/bench_producer.py", "--events", n, "--profile",
+                                      str(out_dir / "producer.txt")]),
+            Step("profile consumer", ["bench/bench_consumer.py", "--events", n, "--profile",
+                                      str(out_dir / "consumer.txt")])]
+
+
+# -- the page ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    figure: str
+    measured: str
+    target: str
+    verdict: str
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
+    rows: list[Row] = []
+
+    def missing(step: str, figure: str, target: str) -> None:
+        s = by_name.get(step)
+        why = "not run" if s is None else f"ERROR (exit {s.returncode})"
+        rows.append(Row(figure, why, target, "ERROR" if s is not None else "n/a"))
+
+    p = by_name.get("producer")
+    if p and p.figures:
+        f = p.figures
+        rows.append(Row("producer encode+aggregate / bare fastavro encode",
+                        f"{f['ratio']:.2f} ({f['core_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/CPU-s)",
+                        ">= 0.6", verdict(f["ratio"] >= 0.6)))
+    else:
+        missing("producer", "producer encode+aggregate / bare fastavro encode", ">= 0.6")
+    c = by_name.get("consumer")
+    if c and c.figures:
+        f = c.figures
+        rows.append(Row("consumer deaggregate+decode+Parquet / bare fastavro decode",
+                        f"{f['ratio']:.2f} ({f['consumer_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/CPU-s)",
+                        ">= 0.5", verdict(f["ratio"] >= 0.5)))
+    else:
+        missing("consumer", "consumer deaggregate+decode+Parquet / bare fastavro decode", ">= 0.5")
+    m = by_name.get("merge")
+    if m and m.figures:
+        s = m.figures["summary"]
+        big, small = m.figures[str(sizes.merge_rows)], m.figures[str(sizes.merge_small_rows)]
+        label = f"{big['changes']:,} changes into {sizes.merge_rows:,} rows"
+        cpu_ratio = big["duckdb_full_cpu"] / big["delta_cpu"]
+        rows.append(Row(f"DuckDB engine full merge / delta-rs MERGE ({label}; best of {big.get('repeat', 1)})",
+                        f"{s['duckdb_vs_delta']:.2f} wall ({big['duckdb_full']:.1f} s vs {big['delta']:.1f} s); "
+                        f"CPU {cpu_ratio:.2f} ({big['duckdb_full_cpu']:.1f} s vs {big['delta_cpu']:.1f} s)",
+                        "<= 1.0", verdict(s["duckdb_vs_delta"] <= 1.0)))
+        rows.append(Row(f"DuckDB engine / plain DuckDB rewrite ({label})",
+                        f"{s['duckdb_vs_rewrite']:.2f} ({big['duckdb_full']:.1f} s vs {big['duckdb_rewrite']:.1f} s)",
+                        "(reference)", "n/a"))
+        rows.append(Row(f"DuckDB engine / delta-rs MERGE ({small['changes']:,} changes into "
+                        f"{sizes.merge_small_rows:,} rows)",
+                        f"{s['duckdb_vs_delta_small']:.2f} ({small['duckdb_full']:.1f} s vs {small['delta']:.1f} s)",
+                        "(reference)", "n/a"))
+        if "spark_vs_plain" in s:
+            sp = m.figures[str(s["spark_rows"])]
+            rows.append(Row(f"Spark engine / plain PySpark rewrite ({sp['changes']:,} changes into "
+                            f"{s['spark_rows']:,} rows)",
+                            f"{s['spark_vs_plain']:.2f} ({sp['spark_full']:.1f} s vs {sp['spark_plain']:.1f} s)",
+                            "<= 1.3", verdict(s["spark_vs_plain"] <= 1.3)))
+        else:
+            rows.append(Row("Spark engine / plain PySpark rewrite", "not measured in this run", "<= 1.3", "n/a"))
+        rows.append(Row(f"few partitions (1 of 24 months, {max(1, big['changes'] // 24):,} changes): "
+                        f"{sizes.merge_rows:,} vs {sizes.merge_small_rows:,} rows",
+                        f"{s['big_vs_small_few_partitions']:.2f} ({big['duckdb_one']:.1f} s vs "
+                        f"{small['duckdb_one']:.1f} s)", f"(reference: the touched partition holds {sizes.merge_rows / sizes.merge_small_rows:g}x the rows)",
+                        "n/a"))
+        rows.append(Row(f"1 of 24 partitions / all 24 ({sizes.merge_rows:,} rows)", f"{s['one_vs_full']:.3f}",
+                        "(reference: cost follows the partitions touched)", "n/a"))
+        rows.append(Row(f"full merge: {sizes.merge_rows:,} vs {sizes.merge_small_rows:,} rows",
+                        f"{s['big_vs_small_full']:.2f} ({big['duckdb_full']:.1f} s vs {small['duckdb_full']:.1f} s)",
+                        "(reference)", "n/a"))
+    else:
+        missing("merge", "merge figures", "see issue")
+    fr = by_name.get("freshness")
+    if fr and fr.figures:
+        f = fr.figures
+        rows.append(Row(f"produce -> visible in orders_live ({f['events']} events, consumer flush "
+                        f"{f['flush_seconds']:g} s)", f"p50 {f['live_p50_s']:.2f} s, max {f['live_max_s']:.2f} s",
+                        "<= 10 s", verdict(f["live_max_s"] <= 10)))
+        rows.append(Row("produce -> curated table after one workflow run",
+                        f"{f['produce_to_curated_min_s']:.1f}-{f['produce_to_curated_max_s']:.1f} s "
+                        f"(the run itself {f['workflow_run_s']:.1f} s)", "(reference)", "n/a"))
+    else:
+        missing("freshness", "produce -> live view", "<= 10 s")
+    small = (f"consumer flush at {sizes.memory_small_flush_bytes / 1e6:g} MB per shard, "
+             f"{sizes.memory_small_get_records} Kinesis records per GetRecords")
+    for name, what in (("memory", "default consumer policy"), ("memory_small_flush", small)):
+        mem = by_name.get(name)
+        if not (mem and mem.figures):
+            missing(name, f"peak RSS ({what})", "bounded")
+            continue
+        sizes_run = sorted(int(k) for k in mem.figures if k.isdigit())
+        for role in ("producer", "consumer"):
+            if name == "memory_small_flush" and role == "producer":
+                continue  # the producer does not depend on the consumer's flush policy: measured above
+            peaks = [mem.figures[str(n)][role]["peak_mb"] for n in sizes_run]
+            growth = peaks[-1] / peaks[0] if len(peaks) > 1 else None
+            measured = ", ".join(f"{n:,} events: {p:.0f} MB" for n, p in zip(sizes_run, peaks, strict=True))
+            rows.append(Row(f"peak RSS, {role} ({what})", measured + (f"; x{growth:.2f}" if growth else ""),
+                            "bounded: about the same peak for twice the events (x <= 1.2)",
+                            verdict(None if growth is None else growth <= 1.2)))
+    return rows
+
+
+def notes(by_name: dict[str, Step], sizes: Sizes, quick: bool) -> list[str]:
+    out: list[str] = []
+    if quick:
+        out.append("This is a `--quick` run: small sizes, so fixed costs (catalog, DynamoDB on moto, job "
+                   "start-up) weigh far more than at the issue's sizes. Do not read targets off it.")
+    m = by_name.get("merge")
+    if m and m.figures and "summary" in m.figures:
+        s = m.figures["summary"]
+        if "spark_rows" in s and s["spark_rows"] != sizes.merge_rows:
+            sp = m.figures[str(s["spark_rows"])]
+            out.append(f"The Spark pair was measured at {s['spark_rows']:,} rows ({s['spark_changes']:,} changes), "
+                       f"not {sizes.merge_rows:,} (`--spark-rows` to change it): `local[2]` on 2 shared cores "
+                       f"already took {sp['spark_full']:.0f} s for our engine at this size, and the run was kept "
+                       "to a size that fits its time budget; the 10M-row Spark figure was not measured. The DuckDB "
+                       "figures are at the full size. The first Spark job of the session (an untimed plain rewrite) "
+                       "takes the JVM warm-up.")
+    mem = by_name.get("memory")
+    if mem and mem.figures.get("summary", {}).get("consumer_growth", 0) > 1.2:
+        flush = mem.figures[str(max(sizes.memory_events))]["consumer"]["flush"]
+        out.append("The consumer's peak grows with the burst at the default flush policy: a shard's buffer "
+                   f"is flushed at {flush['max_records']:,} Kinesis records or {flush['max_bytes'] / 2**20:.0f} MiB, "
+                   "and with KPL aggregation one Kinesis record holds thousands of events, so the byte limit is "
+                   "the one that binds, and every event of a buffer is decoded at once when it is flushed. On top, "
+                   "moto returns a shard's whole backlog in one GetRecords call (real Kinesis: at most 10 MB). So "
+                   "the memory is bounded by the policy (and Kinesis's 10 MB responses), not by the burst, but "
+                   "the bound is high (~1.5 KB per buffered orders event); the run with a small flush size and "
+                   "GetRecords limit shows the plateau. A smaller default `FlushPolicy.max_bytes`, or decoding a "
+                   "buffer in slices, would lower it.")
+    return out
+
+
+def render(steps: list[Step], profiles: list[Step], sizes: Sizes, quick: bool, spark: bool,
+           started: dt.datetime, load_start: tuple[float, float, float], argv: list[str]) -> str:
+    by_name = {s.name: s for s in steps}
+    load_end = os.getloadavg()
+    lines = ["# Benchmark results", "",
+             f"Generated by `python bench/run_all.py{' ' + ' '.join(argv) if argv else ''}` on "
+             f"{started:%Y-%m-%d %H:%M} UTC ({'quick' if quick else 'full'} mode"
+             f"{', Spark included' if spark else ', no Spark'}). Every ratio below was measured in this one run. "
+             "Throughputs are per CPU-second of one core (best of "
+             f"{sizes.runs}); merge and freshness figures are wall seconds, with the load average beside them "
+             "because other work shared the machine.", "",
+             "## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in machine().items()]
+    lines += [f"| load average at start / end | {fmt_load(load_start)} / {fmt_load(load_end)} |", "",
+              "## Versions", "", "| package | version |", "|---|---|"]
+    for package in ("pyarrow", "duckdb", "pyspark", "deltalake", "fastavro", "aws-kinesis-agg", "moto", "boto3",
+                    "pyinstrument"):
+        lines.append(f"| {package} | {version_of(package)} |")
+    lines += ["", "## Figures", "", "| figure | measured | target | result |", "|---|---|---|---|"]
+    lines += [f"| {r.figure} | {r.measured} | {r.target} | {r.verdict} |" for r in figure_rows(by_name, sizes)]
+    found = notes(by_name, sizes, quick)
+    if found:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in found]
+    lines += ["", "## Steps", "", "| step | exit | wall s | CPU s (children) | load before | load after |",
+              "|---|---|---|---|---|---|"]
+    for s in steps + profiles:
+        lines.append(f"| {s.name} | {s.returncode} | {s.wall_s:.1f} | {s.cpu_s:.1f} | {fmt_load(s.load_before)} "
+                     f"| {fmt_load(s.load_after)} |")
+    if profiles:
+        lines += ["", "## Profiles", "",
+                  "pyinstrument profiles of the CPU-bound cores (wall-clock samples of one pass over "
+                  f"{sizes.profile_events:,} events; the files are in `bench/profiles/`). `[self]` of "
+                  "`wire.py` is time inside fastavro's compiled reader/writer."]
+        for prof in profiles:
+            path = REPO / prof.argv[-1]
+            if prof.ok and path.exists():
+                lines += ["", f"### {prof.name}", "", "```", profile_tree(path.read_text()), "```"]
+    lines += ["", "## Output of each step", ""]
+    for s in steps:
+        lines += [f"### {s.name}", "", f"`{' '.join(s.argv)}`", "", "```", s.output or "(no output)", "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def profile_tree(text: str, limit: int = 40) -> str:
+    """The call tree of a pyinstrument text profile without its banner."""
+    lines = text.splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.startswith("Profile at")), 0)
+    return "\n".join([line for line in lines[start:] if line.strip()][:limit])
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--spark", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the Spark engine pair [default: on in full mode, off with --quick]")
+    parser.add_argument("--spark-rows", type=int, default=None, help="table size of the Spark pair")
+    parser.add_argument("--only", nargs="+", default=None,
+                        choices=["producer", "consumer", "merge", "freshness", "memory", "memory_small_flush"])
+    parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profiles")
+    parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--record", type=Path, default=BENCH / "out" / "run_all.json",
+                        help="every step's figures and output, kept so the page can be re-rendered")
+    parser.add_argument("--render-only", action="store_true",
+                        help="write the page again from --record (after changing the page, not the figures)")
+    args = parser.parse_args()
+    if args.render_only:
+        record = json.loads(args.record.read_text())
+        steps, profiles = [load_step(d) for d in record["steps"]], [load_step(d) for d in record["profiles"]]
+        sizes = Sizes(**{**record["sizes"], "memory_events": tuple(record["sizes"]["memory_events"])})
+        page = render(steps, profiles, sizes, record["quick"], record["spark"],
+                      dt.datetime.fromisoformat(record["started"]), tuple(record["load_start"]),
+                      record["argv"])
+        args.out.write_text(page)
+        print(f"wrote {args.out} from {args.record}")
+        return
+    sizes = QUICK if args.quick else FULL
+    if args.spark_rows:
+        sizes = Sizes(**{**sizes.__dict__, "spark_rows": args.spark_rows})
+    spark = (not args.quick) if args.spark is None else args.spark
+    started, load_start = dt.datetime.now(dt.UTC), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-run-all-") as tmp:
+        steps = [run_step(s, Path(tmp) / f"{s.name}.json")
+                 for s in steps_for(sizes, spark, set(args.only) if args.only else None)]
+        profiles = [] if args.no_profile else [run_step(s, None) for s in profile_steps(sizes, BENCH / "profiles")]
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    args.record.write_text(json.dumps({
+        "started": started.isoformat(), "load_start": load_start, "quick": args.quick, "spark": spark,
+        "sizes": asdict(sizes), "argv": sys.argv[1:], "steps": [asdict(s) for s in steps],
+        "profiles": [asdict(s) for s in profiles]}, indent=1))
+    page = render(steps, profiles, sizes, args.quick, spark, started, load_start, sys.argv[1:])
+    args.out.write_text(page)
+    print(f"\nwrote {args.out} ({sum(s.ok for s in steps + profiles)}/{len(steps + profiles)} steps succeeded)")
+    if not all(s.ok for s in steps + profiles):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
