@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,6 +101,13 @@ class Engine(Protocol):
     def source(self, lake: Lake, group: FileGroup) -> str:
         """A FROM-clause expression reading these Parquet files (all of ``group.schema``)."""
 
+    def partitions_source(self, lake: Lake, parts: Sequence[Partition]) -> str:
+        """A FROM-clause expression reading these partitions' files (one schema) plus a ``_part`` column.
+
+        One relation for many partitions keeps the plans small: an engine may read
+        them all in one scan instead of a union with a branch per partition.
+        """
+
     def define(self, name: str, sql: str, materialize: bool) -> None:
         """Make ``name`` a relation of the session (materialised when it is read more than once)."""
 
@@ -118,6 +126,16 @@ def _union(selects: list[str], empty: str) -> str:
     return " UNION ALL ".join(f"SELECT * FROM ({s}) u{i}" for i, s in enumerate(selects)) if selects else empty
 
 
+def partition_reads(engine: Engine, lake: Lake, parts: Sequence[Partition], select: Callable[[pa.Schema, str], str]
+                    ) -> list[str]:
+    """``select(schema, source)`` once per schema among the partitions, each over all of its partitions."""
+    groups: dict[str, list[Partition]] = {}
+    for p in parts:
+        if p.files.rels:
+            groups.setdefault(p.files.schema.to_string(show_field_metadata=False), []).append(p)
+    return [select(group[0].files.schema, engine.partitions_source(lake, group)) for group in groups.values()]
+
+
 def register_inputs(engine: Engine, lake: Lake, job: KernelJob) -> None:
     """Define raw_in, ext_in, cur_keys and tomb from the job's files, each projected on the newest schema."""
     spec, d = job.spec, engine.dialect
@@ -131,8 +149,7 @@ def register_inputs(engine: Engine, lake: Lake, job: KernelJob) -> None:
     ]
     engine.define("ext_in", _union(ext, empty_relation(spec, d, EXT_META_TYPES)), bool(ext))
     keys = ", ".join(spec.primary_key)
-    cur = [f"SELECT {keys}, _seq, {d.string(p.value)} AS _part FROM {engine.source(lake, p.files)}"
-           for p in job.current if p.files.rels]
+    cur = partition_reads(engine, lake, job.current, lambda _schema, source: f"SELECT {keys}, _seq, _part FROM {source}")
     empty_keys = empty_relation(spec, d, {"_seq": pa.int64(), "_part": pa.string()}, spec.primary_key)
     engine.define("cur_keys", _union(cur, empty_keys), False)
     if job.tombstones is not None and job.tombstones.rels:
@@ -173,12 +190,10 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
 
 def _write_partitions(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
     spec, d = job.spec, engine.dialect
-    by_value = {p.value: p for p in job.current}
-    reads = [
-        projection(spec, d, p.files.schema, engine.source(lake, p.files), ("_seq", "_op_ts", "_merged_at"),
-                   {"_part": d.string(p.value)})
-        for value in result.affected if (p := by_value.get(value)) is not None and p.files.rels
-    ]
+    wanted = set(result.affected)
+    reads = partition_reads(engine, lake, [p for p in job.current if p.value in wanted],
+                            lambda schema, source: projection(spec, d, schema, source,
+                                                              ("_seq", "_op_ts", "_merged_at", "_part")))
     empty = empty_relation(spec, d, {"_seq": pa.int64(), "_op_ts": RAW_META_TYPES["_op_ts"],
                                      "_merged_at": RAW_META_TYPES["_op_ts"], "_part": pa.string()})
     engine.define("cur_rows", _union(reads, empty), False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import duckdb
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, run_kernel
+from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, run_kernel
 from glue_jobs.merge_sql import Dialect
 from hybrid_ingest.lake import Lake
 
@@ -61,6 +62,12 @@ class DuckDBEngine:
         name = f"_ds{self._datasets}"
         self.db.register(name, pads.dataset([lake.path(r) for r in rels], format="parquet", filesystem=lake.fs))
         return name
+
+    def partitions_source(self, lake: Lake, parts: Sequence[Partition]) -> str:
+        """A union with a literal ``_part`` per branch: DuckDB plans such unions cheaply, and it is exact."""
+        branches = [f"SELECT *, {self.dialect.string(p.value)} AS _part FROM {self.source(lake, p.files)}"
+                    for p in parts]
+        return f"({' UNION ALL '.join(branches)}) _parts"
 
     def define(self, name: str, sql: str, materialize: bool) -> None:
         kind = "TABLE" if materialize else "VIEW"
