@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
+from hybrid_ingest.cli import main
 from hybrid_ingest.config import Settings
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
@@ -25,6 +26,8 @@ from hybrid_ingest.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"
+
+Runner = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +88,26 @@ def registry(initialized: Clients) -> Registry:
 def store(initialized: Clients) -> StateStore:
     names = initialized.settings.names
     return StateStore(initialized.dynamodb, names.state_table, names.runs_table)
+
+
+@pytest.fixture
+def cli(initialized: Clients, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
+    """The CLI in process against the initialised stack: ``cli(*args) -> (exit code, stdout, stderr)``."""
+    settings = initialized.settings
+    monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
+    monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([*args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from hybrid_ingest.aws import Clients
-from hybrid_ingest.cli import main
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import list_extracts, verify_manifest
 from hybrid_ingest.registry import Registry
+from tests.conftest import Runner
 from tests.producers.helpers import read_stream
 from tests.producers.test_bulk import customers_csv
-
-Runner = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(initialized: Clients, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
-    settings = initialized.settings
-    monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
-    monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        """``main`` exits only on errors; a normal return is exit code 0."""
-        code = 0
-        try:
-            main([*args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def customer(i: int, seq: int, op: str = "c") -> str:

@@ -12,7 +12,6 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 from glue_jobs.query import LocalQuery
 from hybrid_ingest import layout
 from hybrid_ingest.aws import Clients
-from hybrid_ingest.cli import main
 from hybrid_ingest.errors import (
     ManifestError,
     QueryError,
@@ -42,6 +40,7 @@ from producers.kinesis import MAX_RECORD_BYTES
 from producers.producer import encode_event
 from streaming_consumer.core import KinesisRecord, build_batch
 from streaming_consumer.sink import write_batch
+from tests.conftest import Runner
 from tests.reliability import tally
 
 EPOCH = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
@@ -215,28 +214,6 @@ def test_oversize_record_is_refused_before_sending(customers: SchemaVersion) -> 
     event = customer(1, 1, full_name="x" * (MAX_RECORD_BYTES + 10))
     with pytest.raises(RecordTooLargeError, match=r"exceeds the .*limit of one Kinesis record"):
         encode_event(customers, event)
-
-
-Runner = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(initialized: Clients, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
-    settings = initialized.settings
-    monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
-    monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main([*args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def stream_records(clients: Clients) -> int:
