@@ -58,9 +58,11 @@ class ConsumerConfig:
     stream: str
     flush: FlushPolicy = field(default_factory=FlushPolicy)
     lease_seconds: float = 20.0
-    # Kinesis's own maximum. AWS also caps a response at 10 MB, so a buffer holds at most
-    # max_bytes plus one response; moto ignores that cap and returns a shard's whole backlog.
+    # Kinesis's own maximum number of records per GetRecords call.
     get_records_limit: int = 10_000
+    # AWS caps a GetRecords response at 10 MB; moto does not, so the reader sizes each call's
+    # Limit to this many bytes itself, which bounds memory to max_bytes plus one response.
+    max_response_bytes: int = 10 * 1024 * 1024
     idle_sleep_seconds: float = 1.0
     flush_when_idle: bool = True
     # ListShards and the lease scan are not needed every round; a finished or lost shard forces one
@@ -105,6 +107,7 @@ class ShardReader:
         self.last_read: str | None = None
         self.caught_up = False
         self.lag_ms = 0
+        self.record_bytes: float | None = None  # running mean size of a Kinesis record on this shard
         self.iterator = self._new_iterator()
 
     @property
@@ -123,11 +126,19 @@ class ShardReader:
             args.update(ShardIteratorType="TRIM_HORIZON")
         return kinesis.get_shard_iterator(**args)["ShardIterator"]
 
+    def limit(self) -> int:
+        """Records to ask for so a response stays near ``max_response_bytes``.
+
+        Before any record was seen, assume the largest (1 MiB aggregated records).
+        """
+        config = self.worker.config
+        mean = self.record_bytes if self.record_bytes is not None else float(1024 * 1024)
+        return max(1, min(config.get_records_limit, int(config.max_response_bytes / max(mean, 1.0))))
+
     def poll(self) -> int:
         """One GetRecords call; returns how many Kinesis records it added to the buffer."""
         try:
-            response = self.worker.kinesis.get_records(ShardIterator=self.iterator,
-                                                      Limit=self.worker.config.get_records_limit)
+            response = self.worker.kinesis.get_records(ShardIterator=self.iterator, Limit=self.limit())
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExpiredIteratorException":
                 raise
@@ -138,10 +149,15 @@ class ShardReader:
         next_iterator = response.get("NextShardIterator")
         if next_iterator:
             self.iterator = next_iterator
+        response_bytes = 0
         for r in records:
             self.buffer.append(KinesisRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"],
                                              r["ApproximateArrivalTimestamp"]))
-            self.buffered_bytes += len(r["Data"])
+            response_bytes += len(r["Data"])
+        self.buffered_bytes += response_bytes
+        if records:
+            mean = response_bytes / len(records)
+            self.record_bytes = mean if self.record_bytes is None else 0.5 * (self.record_bytes + mean)
         if records:
             self.last_read = records[-1]["SequenceNumber"]
             if self.buffer_started is None:
