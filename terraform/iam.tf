@@ -114,13 +114,16 @@ data "aws_iam_policy_document" "glue_common" {
   }
 }
 
-data "aws_iam_policy_document" "glue_assume" {
+# Trust policies: each service may assume its role only on behalf of this account.
+data "aws_iam_policy_document" "assume" {
+  for_each = toset(["glue", "states", "scheduler", "events", "datasync"])
+
   statement {
     actions = ["sts:AssumeRole"]
 
     principals {
       type        = "Service"
-      identifiers = ["glue.amazonaws.com"]
+      identifiers = ["${each.key}.amazonaws.com"]
     }
 
     condition {
@@ -136,7 +139,7 @@ data "aws_iam_policy_document" "glue_assume" {
 resource "aws_iam_role" "glue_stream" {
   name               = "${var.name_prefix}-glue-stream"
   description        = "Glue streaming job ${local.names.streaming_job}: Kinesis -> raw/"
-  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["glue"].json
 }
 
 data "aws_iam_policy_document" "glue_stream" {
@@ -214,7 +217,7 @@ resource "aws_iam_role_policy" "glue_stream" {
 resource "aws_iam_role" "glue_merge" {
   name               = "${var.name_prefix}-glue-merge"
   description        = "Glue job ${local.names.merge_job}: raw + landing -> curated, catalog switch, watermarks"
-  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["glue"].json
 }
 
 data "aws_iam_policy_document" "glue_merge" {
@@ -308,24 +311,7 @@ resource "aws_iam_role_policy" "glue_merge" {
 resource "aws_iam_role" "workflow" {
   name               = "${var.name_prefix}-workflow"
   description        = "State machine ${local.names.state_machine}: lock, merge every table, commit, unlock, alert"
-  assume_role_policy = data.aws_iam_policy_document.workflow_assume.json
-}
-
-data "aws_iam_policy_document" "workflow_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
+  assume_role_policy = data.aws_iam_policy_document.assume["states"].json
 }
 
 data "aws_iam_policy_document" "workflow" {
@@ -413,27 +399,10 @@ data "aws_iam_policy_document" "start_workflow" {
   }
 }
 
-data "aws_iam_policy_document" "scheduler_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "scheduler" {
   name               = "${var.name_prefix}-scheduler"
   description        = "EventBridge Scheduler: start ${local.names.state_machine} periodically"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
 }
 
 resource "aws_iam_role_policy" "scheduler" {
@@ -442,27 +411,10 @@ resource "aws_iam_role_policy" "scheduler" {
   policy = data.aws_iam_policy_document.start_workflow.json
 }
 
-data "aws_iam_policy_document" "events_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "events" {
   name               = "${var.name_prefix}-events"
   description        = "EventBridge rule: start ${local.names.state_machine} when an extract manifest lands"
-  assume_role_policy = data.aws_iam_policy_document.events_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["events"].json
 }
 
 resource "aws_iam_role_policy" "events" {
@@ -473,29 +425,12 @@ resource "aws_iam_role_policy" "events" {
 
 # ================================================================ DataSync -> landing/
 
-data "aws_iam_policy_document" "datasync_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["datasync.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "datasync" {
   count = local.datasync_enabled ? 1 : 0
 
   name               = "${var.name_prefix}-datasync"
   description        = "DataSync: nightly extracts -> s3 landing/"
-  assume_role_policy = data.aws_iam_policy_document.datasync_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["datasync"].json
 }
 
 data "aws_iam_policy_document" "datasync" {
