@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,11 +38,22 @@ class FileFacts:
     bytes: int
     rows: int
     schema: pa.Schema
+    tail: RawTail | None = None  # raw files: where the file ends, from its footer's statistics
+
+
+@dataclass(frozen=True)
+class RawTail:
+    """A raw file's shard, highest ``_kpos`` and newest ``_op_ts``, read from its column statistics."""
+
+    shard: str
+    kpos: str
+    op_ts: dt.datetime | None
 
 
 @dataclass
 class MergeInputs:
     raw: list[FileGroup] = field(default_factory=list)
+    positions: dict[str, tuple[str, dt.datetime | None]] | None = None  # see ``merged_positions``
     raw_bytes: int = 0
     raw_files: int = 0
     extracts: list[ExtractInput] = field(default_factory=list)
@@ -53,7 +65,58 @@ def file_facts(lake: Lake, rel: str) -> FileFacts:
     with lake.fs.open_input_file(lake.path(rel)) as f:
         meta = pq.ParquetFile(f).metadata
         size = f.size()
-    return FileFacts(rel, int(size), int(meta.num_rows), meta.schema.to_arrow_schema().remove_metadata())
+    return FileFacts(rel, int(size), int(meta.num_rows), meta.schema.to_arrow_schema().remove_metadata(),
+                     _tail(meta))
+
+
+def _tail(meta: pq.FileMetaData) -> RawTail | None:
+    """The file's one shard and its highest position and newest source time, or None if the footer cannot tell.
+
+    Every writer of the raw zone (pyarrow, DuckDB, Spark) records min/max per row
+    group; a file that mixes shards or lacks a statistic gets None.
+    """
+    names = meta.schema.names
+    if meta.num_row_groups == 0 or not {"_shard", "_kpos", "_op_ts"} <= set(names):
+        return None
+    shards: set[Any] = set()
+    kpos: list[Any] = []
+    op_ts: list[Any] = []
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows == 0:
+            continue
+        stats = {name: group.column(names.index(name)).statistics for name in ("_shard", "_kpos", "_op_ts")}
+        if any(st is None or not st.has_min_max for st in (stats["_shard"], stats["_kpos"])):
+            return None
+        shards |= {stats["_shard"].min, stats["_shard"].max}
+        kpos.append(stats["_kpos"].max)
+        op = stats["_op_ts"]
+        if op is not None and op.has_min_max:
+            op_ts.append(op.max)
+        elif op is None or op.null_count != group.num_rows:
+            return None
+    if len(shards) != 1 or not kpos:
+        return None
+    newest = max(op_ts) if op_ts else None
+    return RawTail(str(shards.pop()), str(max(kpos)), newest if isinstance(newest, dt.datetime) else None)
+
+
+def merged_positions(facts: list[FileFacts], watermark: Watermark) -> dict[str, tuple[str, dt.datetime | None]] | None:
+    """Per shard, the highest position a merge of these raw files reaches and the newest source time among
+    them (``_kpos`` above the shard's watermark only); None when a footer cannot tell, and the engine asks
+    the rows instead."""
+    merged = {shard: sortable(pos) for shard, pos in watermark.shards.items()}
+    out: dict[str, tuple[str, dt.datetime | None]] = {}
+    for fact in facts:
+        if fact.tail is None:
+            return None
+        tail = fact.tail
+        if tail.kpos <= merged.get(tail.shard, ""):
+            continue
+        kpos, newest = out.get(tail.shard, ("", None))
+        times = [t for t in (newest, tail.op_ts) if t is not None]
+        out[tail.shard] = (max(kpos, tail.kpos), max(times) if times else None)
+    return out
 
 
 def group_by_schema(facts: list[FileFacts]) -> list[FileGroup]:
@@ -61,7 +124,8 @@ def group_by_schema(facts: list[FileFacts]) -> list[FileGroup]:
     groups: dict[str, list[FileFacts]] = {}
     for fact in facts:
         groups.setdefault(fact.schema.to_string(show_field_metadata=False), []).append(fact)
-    return [FileGroup(tuple(f.rel for f in items), items[0].schema, sum(f.bytes for f in items))
+    return [FileGroup(tuple(f.rel for f in items), items[0].schema, sum(f.bytes for f in items),
+                      sum(f.rows for f in items))
             for _, items in sorted(groups.items())]
 
 
@@ -129,7 +193,8 @@ def gather(lake: Lake, table: str, watermark: Watermark, verify: bool = True,
     raw = raw_files_above(lake, table, watermark)
     extracts, rejected = pending_extracts(lake, table, watermark, verify, now)
     return MergeInputs(
-        raw=group_by_schema(raw), raw_bytes=sum(f.bytes for f in raw), raw_files=len(raw),
+        raw=group_by_schema(raw), positions=merged_positions(raw, watermark),
+        raw_bytes=sum(f.bytes for f in raw), raw_files=len(raw),
         extracts=extracts, extract_bytes=sum(x.files.bytes for x in extracts), rejected=rejected,
     )
 

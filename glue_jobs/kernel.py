@@ -3,23 +3,36 @@
 Everything engine-specific sits behind ``Engine`` (how to read a list of Parquet
 files, define a relation, fetch a few rows, write a relation as partitioned
 Parquet). ``run_kernel`` drives any engine through the same statements from
-``merge_sql``, in two stages: the decisions first (which changes apply, which
-stored rows go), then only the affected partitions are read in full and
-rewritten. Files are staged hive-style by partition index, then published under
-their final names ``<version dir>/part-00000.parquet`` ...; nothing here touches
-the catalog, so staged and published files stay invisible until the switch.
+``merge_sql``, in one of two plans with the same result:
+
+* keys first (the default): the decisions from the stored rows' keys only, then
+  only the affected partitions are read in full and rewritten. Cheap when the
+  changes touch few partitions.
+* one pass (``KernelJob.one_pass``): every stored row is read whole into the
+  decision pass, which then yields every partition's new rows and the next
+  tombstones in the same scan; only the affected partitions are published. When
+  most partitions change anyway this saves reading them twice and a join (on
+  Spark, two shuffles and a job).
+
+Files are staged hive-style in a folder per partition (``_pdir``, see
+``MergeSql.folder``), then published under their final names
+``<version dir>/part-00000.parquet`` ...; nothing here touches the catalog, so
+staged and published files stay invisible until the switch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from glue_jobs.merge_sql import (
     EXT_META_TYPES,
@@ -38,7 +51,8 @@ from hybrid_ingest import layout
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.tables import TableSpec
 
-_PIDX = re.compile(r"_pidx=(\d+)$")
+_PDIR = re.compile(r"_pdir=(\d+|x[0-9a-f]{32}|t)$")
+TOMB_FOLDER = "t"
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ class FileGroup:
     rels: tuple[str, ...]
     schema: pa.Schema
     bytes: int = 0
+    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,9 @@ class KernelJob:
     rows_per_file: int
     target_file_bytes: int
     compression: str = "snappy"
+    one_pass: bool = False
+    # shard -> (highest position, newest source time) of the raw input when its footers tell; None: ask the rows
+    positions: Mapping[str, tuple[str, dt.datetime | None]] | None = None
 
 
 @dataclass
@@ -97,6 +115,7 @@ class KernelResult:
 
 class Engine(Protocol):
     dialect: Dialect
+    narrow_stored: bool  # MergeSql.narrow_stored: worth it where a semi-join is a cheap hash probe
 
     def source(self, lake: Lake, group: FileGroup) -> str:
         """A FROM-clause expression reading these Parquet files (all of ``group.schema``)."""
@@ -110,6 +129,15 @@ class Engine(Protocol):
 
     def define(self, name: str, sql: str, materialize: bool) -> None:
         """Make ``name`` a relation of the session (materialised when it is read more than once)."""
+
+    def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
+                ) -> Callable[[], dict[str, Any]]:
+        """Define ``name`` like ``define`` and return a getter of aggregates over all its rows.
+
+        The getter is called after the last statement that reads ``name``; an engine
+        may compute the aggregates in that statement's own pass. ``reused``: more
+        than one statement reads ``name``.
+        """
 
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query with a small result and return its rows."""
@@ -161,73 +189,124 @@ def register_inputs(engine: Engine, lake: Lake, job: KernelJob) -> None:
 
 def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     """Merge and write: decisions, affected partitions, new partition versions, new tombstones."""
-    spec = job.spec
-    sql = MergeSql(spec, engine.dialect, job.params)
+    sql = MergeSql(job.spec, engine.dialect, job.params, narrow_stored=engine.narrow_stored)
     register_inputs(engine, lake, job)
-    for name, statement, materialize in sql.stage1():
+    if job.one_pass:
+        engine.define("cur_all", _current_rows(engine, lake, job, job.current), False)
+    for name, statement, materialize in sql.prelude(job.one_pass):
         engine.define(name, statement, materialize)
+    metrics = engine.observe("k", sql.decisions(job.one_pass), sql.metrics(), reused=not job.one_pass)
     result = KernelResult()
-    affected: set[str] = set()
-    for kind, name, value, ts in engine.fetch(sql.summary()):
-        if kind == "stat":
-            result.stats[str(name)] = int(value)
-        elif kind == "pos":
-            result.positions[str(name)] = str(value)
-            if isinstance(ts, dt.datetime) and (result.newest_op_ts is None or ts > result.newest_op_ts):
-                result.newest_op_ts = ts
-        else:
-            affected.add(str(name))
-    if job.rewrite_all:
-        affected |= {p.value for p in job.current}
-    result.affected = sorted(affected)
+    positions = job.positions.items() if job.positions is not None else (
+        (shard, (position, newest)) for shard, position, newest in engine.fetch(sql.positions()))
+    for shard, (position, newest) in positions:
+        result.positions[str(shard)] = str(position)
+        if isinstance(newest, dt.datetime) and (result.newest_op_ts is None or newest > result.newest_op_ts):
+            result.newest_op_ts = newest
+    staging = f"{layout.curated_table_dir(job.spec.table)}/.staging-{job.version}"
+    if job.one_pass:
+        known = [p.value for p in job.current]
+        fs, base = engine.write(sql.output_one_pass(known), lake, staging, "_pdir", job.rows_per_file,
+                                job.target_file_bytes, job.compression)
+        _decide(result, job, metrics())
+        staged = staged_files(fs, base)
+        _publish_partitions(result, job, fs, staged, lake, known)
+        if _tombstones_changed(result):
+            result.tombstones = _rewrite_tombstones(fs, staged.get(TOMB_FOLDER, []), lake, job)
+        _drop_staging(fs, base)
+        return result
+    for name, statement, materialize in sql.views():
+        engine.define(name, statement, materialize)
+    _decide(result, job, metrics())
     if result.affected:
-        _write_partitions(engine, lake, job, sql, result)
-    s = result.stats
-    if s["deletes"] or s["tombstones_before"] != s["tombstones_after"]:
+        wanted = set(result.affected)
+        engine.define("cur_rows", _current_rows(engine, lake, job, [p for p in job.current if p.value in wanted]),
+                      False)
+        fs, base = engine.write(sql.output(result.affected), lake, staging, "_pdir", job.rows_per_file,
+                                job.target_file_bytes, job.compression)
+        _publish_partitions(result, job, fs, staged_files(fs, base), lake, result.affected)
+        _drop_staging(fs, base)
+    if _tombstones_changed(result):
         result.tombstones = _write_tombstones(engine, lake, job)
     return result
 
 
-def _write_partitions(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
+def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any]) -> None:
+    """The run's counts and affected partitions from the decision metrics."""
+    result.stats = {name: int(value) for name, value in metrics.items() if name != "affected"}
+    affected = set(json.loads(metrics["affected"]))
+    if job.rewrite_all:
+        affected |= {p.value for p in job.current}
+    result.affected = sorted(affected)
+
+
+def _tombstones_changed(result: KernelResult) -> bool:
+    s = result.stats
+    return bool(s["deletes"] or s["tombstones_before"] != s["tombstones_after"])
+
+
+def _current_rows(engine: Engine, lake: Lake, job: KernelJob, parts: Sequence[Partition]) -> str:
+    """The stored rows of ``parts``, whole, on the newest schema, with ``_part``."""
     spec, d = job.spec, engine.dialect
-    wanted = set(result.affected)
-    reads = partition_reads(engine, lake, [p for p in job.current if p.value in wanted],
+    reads = partition_reads(engine, lake, parts,
                             lambda schema, source: projection(spec, d, schema, source,
                                                               ("_seq", "_op_ts", "_merged_at", "_part")))
     empty = empty_relation(spec, d, {"_seq": pa.int64(), "_op_ts": RAW_META_TYPES["_op_ts"],
                                      "_merged_at": RAW_META_TYPES["_op_ts"], "_part": pa.string()})
-    engine.define("cur_rows", _union(reads, empty), False)
-    staging = f"{layout.curated_table_dir(spec.table)}/.staging-{job.version}"
-    fs, base = engine.write(sql.output(result.affected), lake, staging, "_pidx", job.rows_per_file,
-                            job.target_file_bytes, job.compression)
-    for index, files in staged_files(fs, base).items():
-        value = result.affected[index]
-        target = layout.curated_version_dir(spec.table, spec.partition, value if spec.partition else None,
-                                            job.version)
-        result.written[value] = publish(fs, files, lake, target)
-    _drop_staging(fs, base)
+    return _union(reads, empty)
+
+
+def _publish_partitions(result: KernelResult, job: KernelJob, fs: pafs.FileSystem, staged: dict[str, list[str]],
+                        lake: Lake, known: Sequence[str]) -> None:
+    """Publish the staged folders of the affected partitions; an affected partition with none is emptied."""
+    spec = job.spec
+    index = {value: i for i, value in enumerate(known)}
+    for value in result.affected:
+        files = staged.get(str(index[value]) if value in index else "x" + hashlib.md5(value.encode(), usedforsecurity=False).hexdigest())
+        if files:
+            target = layout.curated_version_dir(spec.table, spec.partition, value if spec.partition else None,
+                                                job.version)
+            result.written[value] = publish(fs, files, lake, target)
 
 
 def _write_tombstones(engine: Engine, lake: Lake, job: KernelJob) -> list[tuple[str, int]]:
     staging = f"{layout.curated_table_dir(job.spec.table)}/.staging-{job.version}-tombstones"
     fs, base = engine.write("SELECT * FROM tomb_next", lake, staging, None, job.rows_per_file,
                             job.target_file_bytes, job.compression)
-    files = staged_files(fs, base).get(-1, [])
+    files = staged_files(fs, base).get("", [])
     written = publish(fs, files, lake, layout.tombstone_dir(job.spec.table, job.version))
     _drop_staging(fs, base)
     return written
 
 
-def staged_files(fs: pafs.FileSystem, base: str) -> dict[int, list[str]]:
-    """Staged Parquet files by partition index (-1 when the write was not partitioned)."""
-    out: dict[int, list[str]] = {}
+def _rewrite_tombstones(fs: pafs.FileSystem, files: list[str], lake: Lake, job: KernelJob) -> list[tuple[str, int]]:
+    """Tombstone files from the one-pass output's ``t`` folder: the key, ``_seq``, and the time as ``deleted_at``.
+
+    A file at a time, so the driver holds one staged file's three columns at most.
+    """
+    target = layout.tombstone_dir(job.spec.table, job.version)
+    lake.ensure_dir(target)
+    columns = [*job.spec.primary_key, "_seq", "_merged_at"]
+    written: list[tuple[str, int]] = []
+    for i, path in enumerate(files):
+        table = pq.read_table(path, columns=columns, filesystem=fs, partitioning=None)
+        table = table.rename_columns([*job.spec.primary_key, "_seq", "deleted_at"])
+        rel = f"{target}/part-{i:05d}.parquet"
+        pq.write_table(table, lake.path(rel), filesystem=lake.fs, compression=job.compression)
+        written.append((rel, int(lake.fs.get_file_info(lake.path(rel)).size or 0)))
+    return written
+
+
+def staged_files(fs: pafs.FileSystem, base: str) -> dict[str, list[str]]:
+    """Staged Parquet files by ``_pdir`` folder (``""`` when the write was not partitioned)."""
+    out: dict[str, list[str]] = {}
     for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=True)):
         if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
             continue
         if info.base_name.startswith((".", "_")):
             continue
-        match = _PIDX.search(info.path.rsplit("/", 1)[0])
-        out.setdefault(int(match.group(1)) if match else -1, []).append(info.path)
+        match = _PDIR.search(info.path.rsplit("/", 1)[0])
+        out.setdefault(match.group(1) if match else "", []).append(info.path)
     return {k: sorted(v) for k, v in out.items()}
 
 

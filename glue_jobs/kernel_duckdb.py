@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ class DuckDBEngine:
     con: duckdb.DuckDBPyConnection | None = None
     temp_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="hybrid-ingest-duckdb-"))
     dialect: Dialect = field(default_factory=lambda: Dialect("duckdb"))
+    narrow_stored: bool = True
 
     def __post_init__(self) -> None:
         if self.con is None:
@@ -72,6 +73,13 @@ class DuckDBEngine:
     def define(self, name: str, sql: str, materialize: bool) -> None:
         kind = "TABLE" if materialize else "VIEW"
         self.db.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+
+    def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
+                ) -> Callable[[], dict[str, Any]]:
+        """Materialise ``name`` (DuckDB's write reads it as a table), then aggregate it on demand."""
+        self.define(name, sql, True)
+        query = f"SELECT {', '.join(f'{expr} AS {alias}' for alias, expr in metrics)} FROM {name}"
+        return lambda: dict(zip([alias for alias, _ in metrics], self.fetch(query)[0], strict=True))
 
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         # through Arrow: DuckDB's own conversion of TIMESTAMPTZ to Python needs pytz

@@ -13,13 +13,13 @@ the target size without a second pass.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
 import pyarrow.fs as pafs
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, run_kernel
@@ -78,6 +78,7 @@ def _release_checkpoint(frame: DataFrame) -> None:
 class SparkEngine:
     spark: Any
     dialect: Dialect = field(default_factory=lambda: Dialect("spark"))
+    narrow_stored: bool = False
 
     def __post_init__(self) -> None:
         self._saved = {key: self.spark.conf.get(key, None) for key in SESSION_CONF}
@@ -151,6 +152,21 @@ class SparkEngine:
             frame = frame.localCheckpoint(eager=True)
             self._checkpoints.append(frame)
         frame.createOrReplaceTempView(name)
+
+    def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
+                ) -> Callable[[], dict[str, Any]]:
+        """Spark's ``observe``: the aggregates ride along the pass that computes ``name``, no scan of their own.
+
+        A reused relation is checkpointed now (its metrics come with that job);
+        otherwise they come with the one statement that reads it.
+        """
+        observation = Observation()
+        frame = self.spark.sql(sql).observe(observation, *[F.expr(expr).alias(alias) for alias, expr in metrics])
+        if reused:
+            frame = frame.localCheckpoint(eager=True)
+            self._checkpoints.append(frame)
+        frame.createOrReplaceTempView(name)
+        return lambda: dict(observation.get)
 
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]

@@ -65,6 +65,7 @@ class MergeContext:
     spark: Any = None
     metrics: Metrics | None = None
     spark_factory: Callable[[], Any] | None = None  # builds a session only when a run picks Spark
+    plan: str = "auto"  # the kernel plan: auto (by one_pass_change_fraction), one_pass or keys_first
 
     @property
     def database(self) -> str:
@@ -149,6 +150,8 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
     cutoff = now - dt.timedelta(hours=float(settings["tombstone_retention_hours"]))
     bytes_per_row = table_bytes / table_rows if table_rows else DEFAULT_BYTES_PER_ROW
     target = int(settings["target_file_bytes"])
+    one_pass = _one_pass(ctx.plan, result.engine, pending, table_rows, rewrite_all,
+                         float(settings["one_pass_change_fraction"]))
     job = KernelJob(
         spec=spec, raw=tuple(pending.raw), extracts=tuple(pending.extracts), current=tuple(partitions),
         tombstones=tombstones,
@@ -157,7 +160,8 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
             floor=floor, full_rank=top.rank if top else -1, merged_at=now, tombstone_cutoff=cutoff),
         rewrite_all=rewrite_all, version=result.version,
         rows_per_file=max(1, min(int(settings["max_rows_per_file"]), int(target / max(bytes_per_row, 1.0)))),
-        target_file_bytes=target, compression=str(settings["parquet_compression"]),
+        target_file_bytes=target, compression=str(settings["parquet_compression"]), one_pass=one_pass,
+        positions=pending.positions,
     )
     has_work = bool(pending.raw or pending.extracts or rewrite_all)
     kernel = _run_kernel(ctx, job, result.engine, settings) if has_work else KernelResult()
@@ -220,7 +224,24 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
         "raw_files": pending.raw_files, "raw_bytes": pending.raw_bytes,
         "extracts": [x.extract_id for x in pending.extracts], "extracts_rejected": pending.rejected,
         "versions_deleted": deleted, "schema_version": latest.version, "rewrite_all": rewrite_all,
+        "kernel_plan": "one_pass" if one_pass else "keys_first",
     })
+
+
+def _one_pass(plan: str, engine: str, pending: inputs.MergeInputs, table_rows: int, rewrite_all: bool,
+              fraction: float) -> bool:
+    """The kernel plan (``kernel.py``): one pass for a Spark run that rewrites most partitions anyway.
+
+    That is every run that rewrites all rows, and every run whose changes are at
+    least ``fraction`` of the table's rows. DuckDB stays with keys first: its hash
+    joins make that plan the cheaper one at every ratio measured (bench/README.md).
+    """
+    if plan not in ("auto", "one_pass", "keys_first"):
+        raise MergeError(f"unknown kernel plan {plan!r} (auto, one_pass or keys_first)")
+    if plan != "auto":
+        return plan == "one_pass"
+    changes = sum(g.rows for g in pending.raw) + sum(x.files.rows for x in pending.extracts)
+    return engine == "spark" and (rewrite_all or changes >= fraction * table_rows)
 
 
 def _run_kernel(ctx: MergeContext, job: KernelJob, engine: str, settings: dict[str, Any]) -> KernelResult:

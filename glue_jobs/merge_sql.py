@@ -2,10 +2,17 @@
 
 Writing the rules once is how the DuckDB and PySpark kernels keep identical
 semantics: each kernel only registers its inputs under the relation names below
-(``raw_in``, ``ext_in``, ``cur_keys``, ``tomb``, later ``cur_rows``), runs these
-statements in order, and writes ``out`` / ``tomb_next``. The SQL uses the subset
-both engines share (window functions, ``NOT EXISTS``, ``CASE``, ``UNION ALL``);
-only type names, literals and the partition expression differ, through ``Dialect``.
+(``raw_in``, ``ext_in``, ``cur_keys`` or ``cur_all``, ``tomb``, later ``cur_rows``),
+runs these statements in order, and writes their output. The SQL uses the subset
+both engines share (window functions, ``EXISTS``, ``CASE``, ``UNION ALL``); only
+type names, literals, row numbering and a few aggregates differ, through ``Dialect``.
+
+Every decision comes from one pass grouped by key (``decisions``): the changes,
+the key's stored rows and its tombstone are one relation, and window functions
+over each key give the winner and whether it applies. A join-based plan needs a
+shuffle per join on Spark; this needs one. The same pass serves both kernel plans
+(``kernel.py``): keys first (narrow records; the winners' rows are fetched by row
+number afterwards) and one pass (whole rows; the output comes straight from it).
 
 The rules (DESIGN.md "Merge semantics"):
 
@@ -102,6 +109,21 @@ class Dialect:
             return f"CAST({self.string(str(value))} AS {sql_type})"
         return f"CAST({self.string(str(value))} AS {sql_type})"
 
+    @property
+    def rid(self) -> str:
+        """The column that numbers the rows of a materialised relation made by ``numbered``."""
+        return "_rid" if self.name == "spark" else "rowid"
+
+    def numbered(self, select: str) -> str:
+        """``select`` with a row number ``rid`` once materialised: DuckDB tables have ``rowid`` already."""
+        return f"SELECT *, monotonically_increasing_id() AS _rid FROM ({select}) c" if self.name == "spark" else select
+
+    def distinct_json(self, expr: str) -> str:
+        """An aggregate: the distinct non-null values of ``expr`` as a JSON list (plain text in any engine)."""
+        if self.name == "spark":
+            return f"to_json(collect_set({expr}))"
+        return f"CAST(to_json(coalesce(list(DISTINCT {expr}) FILTER (WHERE {expr} IS NOT NULL), [])) AS VARCHAR)"
+
     def date_format(self, column: str, granularity: str) -> str:
         if self.name == "spark":
             fmt = {"day": "yyyy-MM-dd", "month": "yyyy-MM", "year": "yyyy"}[granularity]
@@ -174,6 +196,7 @@ class MergeSql:
     spec: TableSpec
     dialect: Dialect
     params: MergeParams
+    narrow_stored: bool = False  # read only the stored keys that have a change (cheap hash semi-join engines)
 
     @property
     def keys(self) -> list[str]:
@@ -208,94 +231,210 @@ class MergeSql:
         prefix = f"{alias}." if alias else ""
         return ", ".join(f"{prefix}{c}" for c in self.row_columns)
 
-    def stage1(self) -> list[tuple[str, str, bool]]:
-        """(name, select, materialise) up to the decisions; the kernel then reads the affected partitions."""
+    def _payload(self, one_pass: bool) -> list[str]:
+        """The row columns a record carries into the decision pass.
+
+        One pass needs whole rows (it writes from that pass). Keys first carries the
+        key and the partition column only, and ``inserted`` fetches the winners'
+        rows from ``chg`` by ``_rid``: a narrow pass sorts far less (on DuckDB, half
+        the time at a million changes).
+        """
+        if one_pass:
+            return self.row_columns
+        part = self.spec.partition
+        extra = [part.column] if part is not None and part.column not in self.keys else []
+        return [*self.keys, *extra]
+
+    def _null_rest(self, columns: Sequence[str]) -> str:
+        """``columns`` with everything but the key NULL (the row of a key-only record)."""
+        types = {f.name: f.type for f in arrow_schema(self.spec)}
+        return ", ".join(c if c in self.keys else f"{self.dialect.literal(None, types[c])} AS {c}" for c in columns)
+
+    def _changes(self, one_pass: bool) -> str:
+        """The candidate changes: raw changes above the per-shard watermark and the extracts' rows.
+
+        Keys first numbers them (``Dialect.numbered``) in a materialised relation, so
+        the number is stable for the join that fetches the winners' rows.
+        """
+        ts, text = self.dialect.literal(None, RAW_META_TYPES["_op_ts"]), self.dialect.literal(None, pa.string())
+        changes = (f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos, _shard"
+                   f" FROM raw_in WHERE _kpos > {self.watermark_expr()}"
+                   f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq, {ts} AS _op_ts, _src, _xrank,"
+                   f" '' AS _kpos, {text} AS _shard FROM ext_in")
+        return changes if one_pass else self.dialect.numbered(changes)
+
+    def _records(self, one_pass: bool) -> str:
+        """Every record that bears on a key's decision, in one relation: changes, stored rows, tombstones.
+
+        ``_kind`` says which (0 change, 1 stored row, 2 tombstone). One relation lets
+        a single pass grouped by key decide everything. Stored rows come from
+        ``cur_keys`` (keys only) unless ``one_pass``, where ``cur_all`` brings
+        them whole so the same pass also yields the new rows. With
+        ``narrow_stored`` only the stored keys that have a change are read, which
+        is exact unless a full extract deletes absent keys (then all are needed).
+        """
+        d = self.dialect
+        ts, text, num = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.string()), d.literal(None, pa.int32())
+        big = d.literal(None, pa.int64())
+        payload = self._payload(one_pass)
+        cols = ", ".join(payload)
+        no_meta = (f"{text} AS _op, _seq, {{op_ts}} AS _op_ts, {num} AS _src, {num} AS _xrank, {text} AS _kpos,"
+                   f" {text} AS _shard, {big} AS _rid")
+        rid = big if one_pass else d.rid
+        if one_pass:
+            stored = (f"SELECT {cols}, {no_meta.format(op_ts='_op_ts')}, _merged_at, _part,"
+                      f" {ts} AS _deleted_at, 1 AS _kind FROM cur_all")
+        else:
+            source = "cur_keys"
+            if self.narrow_stored and self.params.full_rank < 0:
+                source = f"(SELECT * FROM cur_keys c WHERE EXISTS (SELECT 1 FROM chg x WHERE {self.key_eq('x', 'c')}))"
+            stored = (f"SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at, _part,"
+                      f" {ts} AS _deleted_at, 1 AS _kind FROM {source}")
+        return (f"SELECT {cols}, _op, _seq, _op_ts, _src, _xrank, _kpos, _shard, {rid} AS _rid, {ts} AS _merged_at,"
+                f" {text} AS _part, {ts} AS _deleted_at, 0 AS _kind FROM chg"
+                f" UNION ALL {stored}"
+                f" UNION ALL SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at,"
+                f" {text} AS _part, deleted_at AS _deleted_at, 2 AS _kind FROM tomb")
+
+    def prelude(self, one_pass: bool) -> list[tuple[str, str, bool]]:
+        """(name, select, materialise) before the decisions: ``chg``, materialised when read twice."""
+        return [("chg", self._changes(one_pass), not one_pass)]
+
+    def decisions(self, one_pass: bool) -> str:
+        """``k``: every record with its key's decision, from one pass grouped by key.
+
+        One shuffle on Spark, one partitioned sort on DuckDB. Per record: its key's
+        winner rank (``_rn``), the winning seq (``_wseq``, a virtual delete's floor
+        when no change is eligible), the stored and tombstone seqs, whether the
+        key's winner applies (``_applied``) and whether the record repeats a
+        Kinesis record already seen (``_dup``). Everything after is a filter of ``k``.
+        """
+        p = self.params
+        ordered = (f"PARTITION BY {', '.join(self.keys)} ORDER BY _elig DESC, _seq DESC, _src DESC NULLS LAST,"
+                   " _xrank DESC NULLS LAST, _kpos ASC NULLS LAST, _shard ASC NULLS LAST")
+        # the key's whole group under the same ordering: one window operator (one sort) serves all
+        by_key = f"{ordered} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+        full = f"_src = {FULL} AND _xrank = {p.full_rank}"
+        virtual = (f"CASE WHEN _infull = 0 AND _minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
+                   if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
+        windowed = (
+            f"SELECT *, row_number() OVER ({ordered}) AS _rn,"
+            f" CASE WHEN _kind = 0 AND _src = {STREAM} AND lag(_shard) OVER ({ordered}) = _shard"
+            f" AND lag(_kpos) OVER ({ordered}) = _kpos THEN 1 ELSE 0 END AS _dup,"
+            f" max(CASE WHEN _elig = 1 THEN _seq END) OVER ({by_key}) AS _eligseq,"
+            f" max(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _maxseq,"
+            f" min(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _minseq,"
+            f" max(CASE WHEN _kind = 2 THEN _seq END) OVER ({by_key}) AS _tseq,"
+            f" max(CASE WHEN _kind = 0 AND {full} THEN 1 ELSE 0 END) OVER ({by_key}) AS _infull"
+            f" FROM (SELECT *, CASE WHEN _kind = 0 AND (_seq > {p.floor} OR ({full})) THEN 1 ELSE 0 END AS _elig"
+            f" FROM ({self._records(one_pass)}) r) e"
+        )
+        decided = (
+            f"SELECT *, CASE WHEN _wseq > coalesce(_maxseq, -1) AND _wseq > coalesce(_tseq, -1)"
+            f" THEN 1 ELSE 0 END AS _applied"
+            f" FROM (SELECT *, coalesce(_eligseq, {virtual}) AS _wseq,"
+            f" CASE WHEN _eligseq IS NULL AND {virtual} IS NOT NULL THEN 1 ELSE 0 END AS _vdel FROM ({windowed}) w) v"
+        )
+        # what happens to each record, computed once here so every later statement reads flags
+        upsert = "_rn = 1 AND _applied = 1 AND _elig = 1 AND _op <> 'd'"
+        cutoff = self.dialect.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
+        # only what later statements read: the positions (``_kpos``, ``_shard``) and helper seqs stay behind
+        kept = (f"{', '.join(self._payload(one_pass))}, _op, _seq, _op_ts, _src, _xrank, _rid, _merged_at, _part,"
+                " _deleted_at, _kind, _rn, _elig, _dup, _vdel, _applied")
+        return (
+            f"SELECT {kept}, CASE WHEN {upsert} THEN 1 ELSE 0 END AS _upsert,"
+            f" CASE WHEN _rn = 1 AND _applied = 1 AND ((_elig = 1 AND _op = 'd') OR _vdel = 1)"
+            f" THEN 1 ELSE 0 END AS _delete,"
+            # stored rows of keys with a decision go: every copy when it applies, else the stale duplicates
+            f" CASE WHEN _kind = 1 AND _wseq IS NOT NULL AND (_applied = 1 OR _seq < _maxseq)"
+            f" THEN 1 ELSE 0 END AS _removed,"
+            f" CASE WHEN _kind = 2 AND _deleted_at >= {cutoff} AND _applied = 0 THEN 1 ELSE 0 END AS _kept_tomb,"
+            f" CASE WHEN {upsert} THEN {self.partition_expr()} END AS _newpart"
+            f" FROM ({decided}) d"
+        )
+
+    def views(self) -> list[tuple[str, str, bool]]:
+        """The keys-first decisions as relations: ``removed``, ``inserted``, ``tomb_next``."""
         p = self.params
         keys = ", ".join(self.keys)
-        null_rest = ", ".join(
-            c if c in self.keys else f"{self.dialect.literal(None, f.type)} AS {c}"
-            for c, f in zip(self.row_columns, arrow_schema(self.spec), strict=True)
-        )
-        virtual = ""
-        if p.full_rank >= 0:
-            virtual = (
-                f" UNION ALL SELECT {null_rest}, 'd' AS _op, CAST({p.floor} AS BIGINT) AS _seq,"
-                f" {self.dialect.literal(None, RAW_META_TYPES['_op_ts'])} AS _op_ts, {FULL} AS _src,"
-                f" {p.full_rank} AS _xrank, '' AS _kpos FROM cur_keys c WHERE c._seq <= {p.floor}"
-                f" AND NOT EXISTS (SELECT 1 FROM ext_in e WHERE e._xrank = {p.full_rank}"
-                f" AND {self.key_eq('e', 'c')})"
-            )
-        order = "_seq DESC, _src DESC, _xrank DESC, _kpos ASC"
+        merged_at = self.dialect.literal(p.merged_at, TOMB_META_TYPES["deleted_at"])
         return [
-            ("raw_above", f"SELECT * FROM raw_in WHERE _kpos > {self.watermark_expr()}", True),
-            ("chg_all",
-             f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos FROM raw_above"
-             f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq,"
-             f" {self.dialect.literal(None, RAW_META_TYPES['_op_ts'])} AS _op_ts, _src, _xrank, '' AS _kpos"
-             f" FROM ext_in{virtual}", False),
-            ("win",
-             f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS _rn"
-             f" FROM chg_all WHERE _seq > {p.floor} OR (_src = {FULL} AND _xrank = {p.full_rank})) ranked"
-             f" WHERE _rn = 1", True),
-            ("old",
-             f"SELECT {', '.join(f'c.{k}' for k in self.keys)}, c._seq, c._part,"
-             f" max(c._seq) OVER (PARTITION BY {', '.join(f'c.{k}' for k in self.keys)}) AS _maxseq"
-             f" FROM cur_keys c JOIN win w ON {self.key_eq('c', 'w')}", True),
-            ("dec",
-             f"SELECT w.*, CASE WHEN w._seq > coalesce(o._maxseq, -1) AND w._seq > coalesce(t._seq, -1)"
-             f" THEN 1 ELSE 0 END AS _applied, {self.partition_expr('w')} AS _newpart"
-             f" FROM win w"
-             f" LEFT JOIN (SELECT DISTINCT {keys}, _maxseq FROM old) o ON {self.key_eq('w', 'o')}"
-             f" LEFT JOIN tomb t ON {self.key_eq('w', 't')}", True),
-            ("removed",
-             f"SELECT {', '.join(f'o.{k}' for k in self.keys)}, o._part FROM old o JOIN dec d"
-             f" ON {self.key_eq('o', 'd')} WHERE d._applied = 1 OR o._seq < o._maxseq", True),
-            ("inserted",
-             f"SELECT {self.cols()}, _seq, _op_ts, _newpart AS _part FROM dec"
-             f" WHERE _applied = 1 AND _op <> 'd'", False),
+            ("removed", f"SELECT {keys}, _part FROM k WHERE _removed = 1", False),
+            ("inserted", f"SELECT {self.cols('c')}, k._seq, k._op_ts, k._newpart AS _part"
+                         f" FROM k JOIN chg c ON c.{self.dialect.rid} = k._rid WHERE k._upsert = 1", False),
             ("tomb_next",
-             f"SELECT {keys}, _seq, {self.dialect.literal(p.merged_at, TOMB_META_TYPES['deleted_at'])}"
-             f" AS deleted_at FROM dec WHERE _applied = 1 AND _op = 'd'"
-             f" UNION ALL SELECT {', '.join(f't.{k}' for k in self.keys)}, t._seq, t.deleted_at FROM tomb t"
-             f" WHERE t.deleted_at >= {self.dialect.literal(p.tombstone_cutoff, TOMB_META_TYPES['deleted_at'])}"
-             f" AND NOT EXISTS (SELECT 1 FROM dec d WHERE d._applied = 1 AND {self.key_eq('d', 't')})", False),
+             f"SELECT {keys}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _seq END AS _seq,"
+             f" {merged_at} AS deleted_at FROM k WHERE _delete = 1"
+             f" UNION ALL SELECT {keys}, _seq, _deleted_at AS deleted_at FROM k WHERE _kept_tomb = 1", False),
         ]
 
-    def summary(self) -> str:
-        """Everything the core needs to know after stage 1, as one query (one Spark job, not three).
+    def stage1(self) -> list[tuple[str, str, bool]]:
+        """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
+        return [*self.prelude(False), ("k", self.decisions(False), True), *self.views()]
 
-        Rows are ``(kind, name, value, ts)``: ``stat`` counts, ``pos`` the highest merged
-        position and newest source time per shard, ``part`` each affected partition.
+    def metrics(self) -> list[tuple[str, str]]:
+        """(name, aggregate over ``k``): the run's counts, and ``affected`` (JSON list of partition values).
+
+        Plain aggregates with no grouping, so an engine can compute them while ``k``
+        streams into a write (Spark's ``observe``) instead of in a pass of their own.
         """
-        applied = "_applied = 1"
-        text = self.dialect.type(pa.string())
-        stats = [
-            ("raw_rows", "(SELECT DISTINCT _shard, _kpos FROM raw_above) d"),
-            ("extract_rows", "ext_in"),
-            ("upserts", f"dec WHERE {applied} AND _op <> 'd'"),
-            ("deletes", f"dec WHERE {applied} AND _op = 'd'"),
-            ("full_extract_deletes", f"dec WHERE {applied} AND _op = 'd' AND _src = {FULL}"),
-            ("rows_removed", "removed"),
-            ("tombstones_before", "tomb"),
-            ("tombstones_after", "tomb_next"),
-        ]
-        no_ts = self.dialect.literal(None, RAW_META_TYPES["_op_ts"])
-        parts = [f"SELECT 'stat' AS kind, '{name}' AS name, CAST(count(*) AS {text}) AS value, {no_ts} AS ts"
-                 f" FROM {source}" for name, source in stats]
-        parts.append("SELECT 'pos', _shard, max(_kpos), max(_op_ts) FROM raw_above GROUP BY _shard")
-        parts.append(f"SELECT 'part', _part, CAST(NULL AS {text}), {no_ts} FROM"
-                     " (SELECT _part FROM removed UNION SELECT _part FROM inserted) a")
-        return " UNION ALL ".join(parts)
+        counts = {
+            "raw_rows": f"CASE WHEN _kind = 0 AND _src = {STREAM} AND _dup = 0 THEN 1 ELSE 0 END",
+            "extract_rows": f"CASE WHEN _kind = 0 AND _src <> {STREAM} THEN 1 ELSE 0 END",
+            "upserts": "_upsert",
+            "deletes": "_delete",
+            "full_extract_deletes": f"CASE WHEN _delete = 1 AND (_vdel = 1 OR _src = {FULL}) THEN 1 ELSE 0 END",
+            "rows_removed": "_removed",
+            "tombstones_before": "CASE WHEN _kind = 2 THEN 1 ELSE 0 END",
+            "tombstones_after": "_delete + _kept_tomb",
+        }
+        out = [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
+        parts = "CASE WHEN _removed = 1 THEN _part ELSE _newpart END"
+        return [*out, ("affected", self.dialect.distinct_json(parts))]
+
+    def positions(self) -> str:
+        """Per shard the highest merged position and newest source time: ``(shard, position, op_ts)``."""
+        return (f"SELECT _shard, max(_kpos), max(_op_ts) FROM raw_in WHERE _kpos > {self.watermark_expr()}"
+                " GROUP BY _shard")
+
+    def folder(self, part: str, known: Sequence[str]) -> str:
+        """The staging folder of a partition value: its index in ``known``, else ``x`` + the MD5 of its UTF-8.
+
+        Both are safe, short hive folder values whatever the partition value holds,
+        and the kernel maps them back; the index costs nothing per row (hashing
+        every row cost measurably over millions of rows).
+        """
+        cases = " ".join(f"WHEN {self.dialect.string(v)} THEN '{i}'" for i, v in enumerate(known))
+        hashed = f"concat('x', md5({part}))"
+        return f"CASE {part} {cases} ELSE {hashed} END" if known else hashed
 
     def output(self, parts: Sequence[str]) -> str:
-        """Rows of the affected partitions after the merge, with ``_pidx`` = index into ``parts``."""
-        pidx = "CASE _part " + " ".join(
-            f"WHEN {self.dialect.string(v)} THEN {i}" for i, v in enumerate(parts)) + " END"
+        """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
         merged_at = self.dialect.literal(self.params.merged_at, TOMB_META_TYPES["deleted_at"])
         return (
-            f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {pidx} AS _pidx FROM ("
+            f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
             f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at, c._part FROM cur_rows c"
             f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND r._part = c._part)"
             f" UNION ALL SELECT {self.cols()}, _seq, _op_ts, {merged_at} AS _merged_at, _part FROM inserted"
             f") merged"
+        )
+
+    def output_one_pass(self, parts: Sequence[str]) -> str:
+        """Every partition's rows after the merge, and the next tombstones, straight from ``k`` in one scan.
+
+        ``parts``: the current partition values (new ones get hex folders).
+        Tombstone rows go to folder ``t`` (never a partition's folder) with their
+        deletion time in ``_merged_at``; the kernel rewrites them as tombstone files.
+        """
+        p = self.params
+        merged_at = self.dialect.literal(p.merged_at, TOMB_META_TYPES["deleted_at"])
+        kept = "_kind = 1 AND _removed = 0"
+        return (
+            f"SELECT {self.cols()}, CASE WHEN _delete = 1 AND _vdel = 1 THEN CAST({p.floor} AS BIGINT)"
+            f" ELSE _seq END AS _seq, _op_ts,"
+            f" CASE WHEN _upsert + _delete = 1 THEN {merged_at} WHEN _kind = 2 THEN _deleted_at"
+            f" ELSE _merged_at END AS _merged_at,"
+            f" CASE WHEN _upsert = 1 THEN {self.folder('_newpart', parts)}"
+            f" WHEN {kept} THEN {self.folder('_part', parts)} ELSE 't' END AS _pdir"
+            f" FROM k WHERE ({kept}) OR _upsert + _delete + _kept_tomb = 1"
         )

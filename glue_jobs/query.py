@@ -158,7 +158,7 @@ class LocalQuery:
                         tombstones=tomb, params=params, rewrite_all=False, version="live",
                         rows_per_file=1, target_file_bytes=1)
         register_inputs(self.engine, self.lake, job)
-        merge = MergeSql(spec, self.engine.dialect, params)
+        merge = MergeSql(spec, self.engine.dialect, params, narrow_stored=self.engine.narrow_stored)
         for name, statement, materialize in merge.stage1():
             self.engine.define(name, statement, materialize)
         key = spec.partition.key if spec.partition else None

@@ -1,4 +1,4 @@
-"""Fixtures of the merge tests: every scenario runs once per engine kernel."""
+"""Fixtures of the merge tests: every scenario runs once per engine kernel and kernel plan."""
 
 from __future__ import annotations
 
@@ -19,11 +19,17 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["keys_first", "one_pass"])
+def plan(request: pytest.FixtureRequest) -> str:
+    """Both kernel plans, whatever the change/table ratio of the scenario would pick."""
+    return str(request.param)
+
+
 @pytest.fixture
-def ctx(initialized: Clients, lake: Lake, registry: Registry, store: StateStore, engine: str,
+def ctx(initialized: Clients, lake: Lake, registry: Registry, store: StateStore, engine: str, plan: str,
         request: pytest.FixtureRequest) -> MergeContext:
     spark: Any = request.getfixturevalue("spark") if engine == "spark" else None
-    return MergeContext(clients=initialized, lake=lake, registry=registry, store=store, spark=spark)
+    return MergeContext(clients=initialized, lake=lake, registry=registry, store=store, spark=spark, plan=plan)
 
 
 @pytest.fixture

@@ -69,8 +69,12 @@ class RawWriter:
     next_seq: dict[str, int] = field(default_factory=dict)
 
     def write(self, table: str, events: list[Event], shard: str = SHARDS[0],
-              start: int | None = None, version: int | None = None) -> tuple[Position, Position]:
-        """Write one raw file; ``start`` re-uses positions (a redelivery after a consumer restart)."""
+              start: int | None = None, version: int | None = None, statistics: bool = True
+              ) -> tuple[Position, Position]:
+        """Write one raw file; ``start`` re-uses positions (a redelivery after a consumer restart).
+
+        ``statistics=False`` leaves the footer without min/max, as some writers do.
+        """
         schema_version = self.registry.version(table, version) if version else self.registry.latest(table)
         spec = schema_version.spec
         first = self.next_seq.get(shard, 1000) if start is None else start
@@ -96,7 +100,7 @@ class RawWriter:
         schema = raw_schema(spec, schema_version.version)
         data = pa.table(columns, schema=schema)
         rel = layout.raw_file(table, ARRIVAL, shard, positions[0], positions[-1])
-        self.lake.write_parquet(rel, data)
+        self.lake.write_parquet(rel, data, write_statistics=statistics)
         return positions[0], positions[-1]
 
 

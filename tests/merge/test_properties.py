@@ -34,9 +34,15 @@ from tests.merge.helpers import (
 DAYS = ("2026-01-10", "2026-02-10", "2026-03-10")
 
 
+Case = tuple[list[Event], list[list[Event]], list[str]]
+
+
 @st.composite
-def deliveries(draw: st.DrawFn) -> tuple[list[Event], list[list[Event]]]:
-    """A source history (seq strictly increasing) and how it was delivered: shuffled, duplicated, batched."""
+def deliveries(draw: st.DrawFn) -> Case:
+    """A source history (seq strictly increasing) and how it was delivered: shuffled, duplicated, batched.
+
+    Each batch's run also draws its kernel plan: a table written by either plan is read by both.
+    """
     n_keys = draw(st.integers(1, 5))
     history: list[Event] = []
     seq = 0
@@ -54,7 +60,8 @@ def deliveries(draw: st.DrawFn) -> tuple[list[Event], list[list[Event]]]:
     for cut in [*cuts, len(delivered)]:
         batches.append(delivered[start:cut])
         start = cut
-    return history, [b for b in batches if b]
+    batches = [b for b in batches if b]
+    return history, batches, [draw(st.sampled_from(["keys_first", "one_pass"])) for _ in batches]
 
 
 def fresh_context(endpoint: str, spark: Any) -> MergeContext:
@@ -69,9 +76,10 @@ def fresh_context(endpoint: str, spark: Any) -> MergeContext:
                         StateStore(clients.dynamodb, names.state_table, names.runs_table), spark=spark)
 
 
-def deliver(ctx: MergeContext, engine: str, batches: list[list[Event]]) -> None:
+def deliver(ctx: MergeContext, engine: str, batches: list[list[Event]], plans: list[str]) -> None:
     raw = RawWriter(ctx.lake, ctx.registry)
-    for batch in batches:
+    for batch, plan in zip(batches, plans, strict=True):
+        ctx.plan = plan
         for shard_no, shard in enumerate(SHARDS):
             mine = [e for e in batch if e["row"]["order_id"] % 2 == shard_no]  # one key, one shard
             if mine:
@@ -79,10 +87,10 @@ def deliver(ctx: MergeContext, engine: str, batches: list[list[Event]]) -> None:
         merge(ctx, "orders", engine)
 
 
-def check_duckdb(endpoint: str, case: tuple[list[Event], list[list[Event]]]) -> None:
-    history, batches = case
+def check_duckdb(endpoint: str, case: Case) -> None:
+    history, batches, plans = case
     ctx = fresh_context(endpoint, None)
-    deliver(ctx, "duckdb", batches)
+    deliver(ctx, "duckdb", batches, plans)
     oracle = Oracle("orders", ("order_id",))
     oracle.stream(history)
     assert_matches(ctx, oracle)
@@ -90,14 +98,14 @@ def check_duckdb(endpoint: str, case: tuple[list[Event], list[list[Event]]]) -> 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=deliveries())
-def test_duckdb_matches_the_oracle_for_any_delivery(moto_endpoint: str, case: tuple[list[Event], list[list[Event]]]) -> None:
+def test_duckdb_matches_the_oracle_for_any_delivery(moto_endpoint: str, case: Case) -> None:
     check_duckdb(moto_endpoint, case)
 
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=deliveries())
-def test_duckdb_matches_the_oracle_many_deliveries(moto_endpoint: str, case: tuple[list[Event], list[list[Event]]]) -> None:
+def test_duckdb_matches_the_oracle_many_deliveries(moto_endpoint: str, case: Case) -> None:
     check_duckdb(moto_endpoint, case)
 
 
@@ -105,12 +113,12 @@ def _without_merge_time(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(repr(sorted((k, v) for k, v in r.items() if k != "_merged_at")) for r in rows)
 
 
-def check_agreement(endpoint: str, spark: Any, case: tuple[list[Event], list[list[Event]]]) -> None:
-    history, batches = case
+def check_agreement(endpoint: str, spark: Any, case: Case) -> None:
+    history, batches, plans = case
     results = []
     for engine in ("duckdb", "spark"):
         ctx = fresh_context(endpoint, spark)
-        deliver(ctx, engine, batches)
+        deliver(ctx, engine, batches, plans)
         oracle = Oracle("orders", ("order_id",))
         oracle.stream(history)
         assert_matches(ctx, oracle)
@@ -122,7 +130,7 @@ def check_agreement(endpoint: str, spark: Any, case: tuple[list[Event], list[lis
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=deliveries())
 def test_both_kernels_agree_row_for_row(moto_endpoint: str, spark: Any,
-                                        case: tuple[list[Event], list[list[Event]]]) -> None:
+                                        case: Case) -> None:
     check_agreement(moto_endpoint, spark, case)
 
 
@@ -131,5 +139,5 @@ def test_both_kernels_agree_row_for_row(moto_endpoint: str, spark: Any,
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=deliveries())
 def test_both_kernels_agree_on_many_deliveries(moto_endpoint: str, spark: Any,
-                                               case: tuple[list[Event], list[list[Event]]]) -> None:
+                                               case: Case) -> None:
     check_agreement(moto_endpoint, spark, case)

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from glue_jobs import sizing
-from glue_jobs.merge import MergeContext, run_merge
+from glue_jobs import inputs, sizing
+from glue_jobs.kernel import FileGroup
+from glue_jobs.merge import MergeContext, _one_pass, run_merge
 from glue_jobs.query import LocalQuery, render, to_duckdb
 from hybrid_ingest import layout
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
-from hybrid_ingest.errors import QueryError
+from hybrid_ingest.errors import MergeError, QueryError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import DEFAULT_SETTINGS, StateStore
 from tests.merge.helpers import (
+    ARRIVAL,
+    SHARDS,
     Oracle,
     RawWriter,
     assert_matches,
@@ -118,6 +123,37 @@ def test_run_history_records_stats_engine_and_reason(duck: MergeContext, raw: Ra
     assert record["rows_in"] == 2
     assert record["deletes"] == 1
     assert record["duration_s"] > 0
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_merged_positions_come_from_footers_or_from_the_rows(duck: MergeContext, raw: RawWriter,
+                                                             statistics: bool) -> None:
+    """Where footers carry min/max the run reads no rows for its positions; without, the engine asks the rows."""
+    shard_a, shard_b = SHARDS
+    raw.write("orders", [ev("c", 1, order(1)), ev("c", 2, order(3))], shard=shard_a, statistics=statistics)
+    _, last_b = raw.write("orders", [ev("c", 3, order(2))], shard=shard_b, statistics=statistics)
+    pending = inputs.gather(duck.lake, "orders", duck.store.watermark("orders"), verify=False)
+    assert (pending.positions is not None) == statistics
+    run_merge(duck, "orders", engine="duckdb")
+    _, last_a = raw.write("orders", [ev("u", 4, order(1, status="paid"))], shard=shard_a, statistics=statistics)
+    run_merge(duck, "orders", engine="duckdb")
+    watermark = duck.store.watermark("orders")
+    assert watermark.shards == {shard_a: last_a, shard_b: last_b}
+    assert watermark.newest_op_ts == (ARRIVAL + dt.timedelta(seconds=4)).timestamp()
+    # the already merged file of shard b is skipped by name; shard a's first file holds nothing above its watermark
+    assert inputs.gather(duck.lake, "orders", watermark, verify=False).raw_files == 0
+
+
+def test_kernel_plan_follows_the_change_ratio_on_spark_only() -> None:
+    facts = inputs.MergeInputs(raw=[FileGroup(("a.parquet",), pa.schema([]), 10, 50)])
+    assert _one_pass("auto", "spark", facts, 400, False, 0.1)
+    assert not _one_pass("auto", "spark", facts, 600, False, 0.1)
+    assert _one_pass("auto", "spark", facts, 10**9, True, 0.1)  # a schema rewrite touches every row
+    assert not _one_pass("auto", "duckdb", facts, 400, False, 0.1)
+    assert _one_pass("one_pass", "duckdb", facts, 400, False, 0.1)
+    assert not _one_pass("keys_first", "spark", facts, 400, False, 0.1)
+    with pytest.raises(MergeError, match="unknown kernel plan"):
+        _one_pass("fast", "spark", facts, 400, False, 0.1)
 
 
 def test_sizing_picks_engine_capacity_and_flex() -> None:
