@@ -4,7 +4,8 @@ The session is passed in (on Glue the job's own, locally the caller's); the
 settings the kernel needs are set for the run and put back afterwards. Inputs are
 read with ``spark.read.parquet`` from the lake's URIs, the live partitions in one
 scan (see ``partitions_source``); relations become temp views, materialised ones
-as eager local checkpoints (see ``define``), released at the end. The output is
+as eager local checkpoints (see ``define``), released at the end; a run's counts
+are observed on the decision pass itself (see ``observe``). The output is
 shuffled by partition so each partition's rows are written by one task into
 files capped at ``rows_per_file`` rows (``maxRecordsPerFile``): compaction toward
 the target size without a second pass.
