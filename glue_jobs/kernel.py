@@ -233,7 +233,15 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
 
 def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any]) -> None:
     """The run's counts and affected partitions from the decision metrics."""
-    result.stats = {name: int(value) for name, value in metrics.items() if name != "affected"}
+    counts = {name: int(value) for name, value in metrics.items() if name != "affected"}
+    kept = counts.pop("tombstones_kept")
+    result.stats = {
+        **counts,
+        "extract_rows": sum(x.files.rows for x in job.extracts),
+        "full_extract_deletes": counts.get("full_extract_deletes", 0),
+        "tombstones_before": job.tombstones.rows if job.tombstones is not None else 0,
+        "tombstones_after": counts["deletes"] + kept,
+    }
     affected = set(json.loads(metrics["affected"]))
     if job.rewrite_all:
         affected |= {p.value for p in job.current}

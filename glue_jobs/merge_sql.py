@@ -373,21 +373,22 @@ class MergeSql:
         return [*self.prelude(False), ("k", self.decisions(False), True), *self.views()]
 
     def metrics(self) -> list[tuple[str, str]]:
-        """(name, aggregate over ``k``): the run's counts, and ``affected`` (JSON list of partition values).
+        """(name, aggregate over ``k``): the counts only the pass knows, and ``affected`` (JSON list).
 
         Plain aggregates with no grouping, so an engine can compute them while ``k``
         streams into a write (Spark's ``observe``) instead of in a pass of their own.
+        Every aggregate is work per record, so counts the input files' footers give
+        (extract rows, tombstones before) are left to the kernel.
         """
         counts = {
             "raw_rows": f"CASE WHEN _kind = 0 AND _src = {STREAM} AND _dup = 0 THEN 1 ELSE 0 END",
-            "extract_rows": f"CASE WHEN _kind = 0 AND _src <> {STREAM} THEN 1 ELSE 0 END",
             "upserts": "_upsert",
             "deletes": "_delete",
-            "full_extract_deletes": f"CASE WHEN _delete = 1 AND (_vdel = 1 OR _src = {FULL}) THEN 1 ELSE 0 END",
             "rows_removed": "_removed",
-            "tombstones_before": "CASE WHEN _kind = 2 THEN 1 ELSE 0 END",
-            "tombstones_after": "_delete + _kept_tomb",
+            "tombstones_kept": "_kept_tomb",
         }
+        if self.params.full_rank >= 0:  # a full extract's virtual deletes (its own rows are snapshot reads)
+            counts["full_extract_deletes"] = "_vdel * _delete"
         out = [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
         parts = "CASE WHEN _removed = 1 THEN _part ELSE _newpart END"
         return [*out, ("affected", self.dialect.distinct_json(parts))]
