@@ -189,22 +189,16 @@ def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
         why = "not run" if s is None else f"ERROR (exit {s.returncode})"
         rows.append(Row(figure, why, target, "ERROR" if s is not None else "n/a"))
 
-    p = by_name.get("producer")
-    if p and p.figures:
-        f = p.figures
-        rows.append(Row("producer encode+aggregate / bare fastavro encode",
-                        f"{f['ratio']:.2f} ({f['core_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/CPU-s)",
-                        ">= 0.6", verdict(f["ratio"] >= 0.6)))
-    else:
-        missing("producer", "producer encode+aggregate / bare fastavro encode", ">= 0.6")
-    c = by_name.get("consumer")
-    if c and c.figures:
-        f = c.figures
-        rows.append(Row("consumer deaggregate+decode+Parquet / bare fastavro decode",
-                        f"{f['ratio']:.2f} ({f['consumer_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/CPU-s)",
-                        ">= 0.5", verdict(f["ratio"] >= 0.5)))
-    else:
-        missing("consumer", "consumer deaggregate+decode+Parquet / bare fastavro decode", ">= 0.5")
+    throughputs = (("producer", "producer encode+aggregate / bare fastavro encode", "core_per_s", 0.6),
+                   ("consumer", "consumer deaggregate+decode+Parquet / bare fastavro decode", "consumer_per_s", 0.5))
+    for step, figure, ours, floor in throughputs:
+        t = by_name.get(step)
+        if t and t.figures:
+            f = t.figures
+            rows.append(Row(figure, f"{f['ratio']:.2f} ({f[ours]:,.0f} vs {f['bare_per_s']:,.0f} events/CPU-s)",
+                            f">= {floor}", verdict(f["ratio"] >= floor)))
+        else:
+            missing(step, figure, f">= {floor}")
     m = by_name.get("merge")
     if m and m.figures:
         s = m.figures["summary"]

@@ -300,8 +300,7 @@ def _rewrite_tombstones(fs: pafs.FileSystem, files: list[str], lake: Lake, job: 
         table = pq.read_table(path, columns=columns, filesystem=fs, partitioning=None)
         table = table.rename_columns([*job.spec.primary_key, "_seq", "deleted_at"])
         rel = f"{target}/part-{i:05d}.parquet"
-        pq.write_table(table, lake.path(rel), filesystem=lake.fs, compression=job.compression)
-        written.append((rel, int(lake.fs.get_file_info(lake.path(rel)).size or 0)))
+        written.append((rel, lake.write_parquet(rel, table, compression=job.compression)))
     return written
 
 
