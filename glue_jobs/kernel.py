@@ -95,12 +95,25 @@ class KernelJob:
     params: MergeParams
     rewrite_all: bool
     version: str
-    rows_per_file: int
-    target_file_bytes: int
+    rows_per_file: int  # the file cap: max_rows_per_file, or fewer when target_file_bytes is reached first
     compression: str = "snappy"
     one_pass: bool = False
     # shard -> (highest position, newest source time) of the raw input when its footers tell; None: ask the rows
     positions: Mapping[str, tuple[str, dt.datetime | None]] | None = None
+
+
+@dataclass(frozen=True)
+class PartitionWrites:
+    """The affected partitions' new rows, described two ways, so each engine writes them its fastest way.
+
+    ``combined()``: one select of every affected partition's rows with their
+    staging folder in ``_pdir``, for one partitioned write. ``each()``:
+    ``(folder, select)`` per partition, largest first, for writes side by side.
+    Each call defines the relations its selects read.
+    """
+
+    combined: Callable[[], str]
+    each: Callable[[], list[tuple[str, str]]]
 
 
 @dataclass
@@ -143,10 +156,17 @@ class Engine(Protocol):
         """Run a query with a small result and return its rows."""
 
     def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
-              rows_per_file: int, target_file_bytes: int, compression: str) -> tuple[pafs.FileSystem, str]:
+              rows_per_file: int, compression: str) -> tuple[pafs.FileSystem, str]:
         """Write a query's rows as Parquet under a staging folder (hive folders by ``partition_column``).
 
         Returns the filesystem and path where the staged files are, for ``publish``.
+        """
+
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, staging_rel: str, rows_per_file: int,
+                         compression: str) -> tuple[pafs.FileSystem, str]:
+        """Write the affected partitions' rows under ``staging_rel/_pdir=<folder>/``, like ``write``.
+
+        An empty partition leaves no folder.
         """
 
 
@@ -207,7 +227,7 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     if job.one_pass:
         known = [p.value for p in job.current]
         fs, base = engine.write(sql.output_one_pass(known), lake, staging, "_pdir", job.rows_per_file,
-                                job.target_file_bytes, job.compression)
+                                job.compression)
         _decide(result, job, metrics())
         staged = staged_files(fs, base)
         _publish_partitions(result, job, fs, staged, lake, known)
@@ -219,16 +239,39 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
         engine.define(name, statement, materialize)
     _decide(result, job, metrics())
     if result.affected:
-        wanted = set(result.affected)
-        engine.define("cur_rows", _current_rows(engine, lake, job, [p for p in job.current if p.value in wanted]),
-                      False)
-        fs, base = engine.write(sql.output(result.affected), lake, staging, "_pdir", job.rows_per_file,
-                                job.target_file_bytes, job.compression)
+        writes = _partition_writes(engine, lake, job, sql, result.affected)
+        fs, base = engine.write_partitions(writes, lake, staging, job.rows_per_file, job.compression)
         _publish_partitions(result, job, fs, staged_files(fs, base), lake, result.affected)
         _drop_staging(fs, base)
     if _tombstones_changed(result):
         result.tombstones = _write_tombstones(engine, lake, job)
     return result
+
+
+def _partition_writes(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, affected: Sequence[str]
+                      ) -> PartitionWrites:
+    """The keys-first output of ``affected``, both ways (see ``PartitionWrites``)."""
+    current = {p.value: p for p in job.current}
+    parts = [current[v] for v in affected if v in current]
+
+    def combined() -> str:
+        engine.define("cur_rows", _current_rows(engine, lake, job, parts), False)
+        return sql.output(affected)
+
+    def each() -> list[tuple[str, str]]:
+        # every partition's statement reads these two: computed once, and in partition order so that
+        # each statement's filter on ``_part`` skips the other partitions' blocks (DuckDB's zone maps)
+        for name, statement, _ in sql.views():
+            if name in ("removed", "inserted"):
+                engine.define(name, f"SELECT * FROM ({statement}) v ORDER BY _part", True)
+        folders = staging_folders(affected, affected)
+        out = []
+        for value in sorted(affected, key=lambda v: -current[v].files.rows if v in current else 0):
+            stored = f"({_current_rows(engine, lake, job, [current[value]])})" if value in current else None
+            out.append((folders[value], sql.partition_output(value, stored)))
+        return out
+
+    return PartitionWrites(combined, each)
 
 
 def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any]) -> None:
@@ -268,19 +311,23 @@ def _publish_partitions(result: KernelResult, job: KernelJob, fs: pafs.FileSyste
                         lake: Lake, known: Sequence[str]) -> None:
     """Publish the staged folders of the affected partitions; an affected partition with none is emptied."""
     spec = job.spec
-    index = {value: i for i, value in enumerate(known)}
-    for value in result.affected:
-        files = staged.get(str(index[value]) if value in index else "x" + hashlib.md5(value.encode(), usedforsecurity=False).hexdigest())
+    for value, folder in staging_folders(result.affected, known).items():
+        files = staged.get(folder)
         if files:
             target = layout.curated_version_dir(spec.table, spec.partition, value if spec.partition else None,
                                                 job.version)
             result.written[value] = publish(fs, files, lake, target)
 
 
+def staging_folders(values: Sequence[str], known: Sequence[str]) -> dict[str, str]:
+    """The staging folder of each partition value, as ``MergeSql.folder`` names it in SQL."""
+    index = {value: str(i) for i, value in enumerate(known)}
+    return {v: index.get(v) or "x" + hashlib.md5(v.encode(), usedforsecurity=False).hexdigest() for v in values}
+
+
 def _write_tombstones(engine: Engine, lake: Lake, job: KernelJob) -> list[tuple[str, int]]:
     staging = f"{layout.curated_table_dir(job.spec.table)}/.staging-{job.version}-tombstones"
-    fs, base = engine.write("SELECT * FROM tomb_next", lake, staging, None, job.rows_per_file,
-                            job.target_file_bytes, job.compression)
+    fs, base = engine.write("SELECT * FROM tomb_next", lake, staging, None, job.rows_per_file, job.compression)
     files = staged_files(fs, base).get("", [])
     written = publish(fs, files, lake, layout.tombstone_dir(job.spec.table, job.version))
     _drop_staging(fs, base)

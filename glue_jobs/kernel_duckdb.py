@@ -7,13 +7,19 @@ writer does the partitioned, size-capped output); an ``s3://`` lake is read
 through ``pyarrow.dataset`` over the Lake's filesystem (DuckDB's httpfs cannot be
 installed offline, and one filesystem adapter is simpler than two credentials
 paths) and written to a local staging folder that ``publish`` uploads.
+
+Relations live in the engine's own in-memory database (not as temp objects of
+one connection) so that cursors can write partitions side by side (see
+``write_partitions``).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +28,23 @@ import duckdb
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, run_kernel
+from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, PartitionWrites, run_kernel
 from glue_jobs.merge_sql import Dialect
 from hybrid_ingest.lake import Lake
 
 ROW_GROUP_SIZE = 122_880
+
+
+def _copy_options(rows_per_file: int, compression: str) -> list[str]:
+    """COPY options writing files of at most ``rows_per_file`` rows into a folder, named ``part-<n>``.
+
+    The cap is counted in row groups: DuckDB ignores ``ROW_GROUPS_PER_FILE`` when
+    ``FILE_SIZE_BYTES`` is also set, and ``rows_per_file`` already stands for the
+    target file size (the merge derives it from the table's bytes per row).
+    """
+    row_group = min(ROW_GROUP_SIZE, rows_per_file)
+    return ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE {row_group}",
+            f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)}", "FILENAME_PATTERN 'part-{i}'"]
 
 
 def _sql_list(items: list[str]) -> str:
@@ -53,15 +71,16 @@ class DuckDBEngine:
         self.db.execute("SET preserve_insertion_order = false")
         if self.threads:
             self.db.execute(f"SET threads = {int(self.threads)}")
-        self._datasets = 0
+        self._datasets: dict[str, pads.Dataset] = {}
+        self._kinds: dict[str, str] = {}
 
     def source(self, lake: Lake, group: FileGroup) -> str:
         rels = group.rels
         if lake.scheme == "file":
             return f"read_parquet({_sql_list([lake.path(r) for r in rels])}, hive_partitioning = false)"
-        self._datasets += 1
-        name = f"_ds{self._datasets}"
-        self.db.register(name, pads.dataset([lake.path(r) for r in rels], format="parquet", filesystem=lake.fs))
+        name = f"_ds{len(self._datasets) + 1}"
+        self._datasets[name] = pads.dataset([lake.path(r) for r in rels], format="parquet", filesystem=lake.fs)
+        self.db.register(name, self._datasets[name])
         return name
 
     def partitions_source(self, lake: Lake, parts: Sequence[Partition]) -> str:
@@ -72,7 +91,11 @@ class DuckDBEngine:
 
     def define(self, name: str, sql: str, materialize: bool) -> None:
         kind = "TABLE" if materialize else "VIEW"
-        self.db.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+        before = self._kinds.get(name, kind)
+        if before != kind:  # DuckDB replaces a view only by a view, a table by a table
+            self.db.execute(f"DROP {before} {name}")
+        self.db.execute(f"CREATE OR REPLACE {kind} {name} AS {sql}")
+        self._kinds[name] = kind
 
     def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
                 ) -> Callable[[], dict[str, Any]]:
@@ -86,26 +109,62 @@ class DuckDBEngine:
         return [tuple(row.values()) for row in self.db.sql(sql).to_arrow_table().to_pylist()]
 
     def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
-              rows_per_file: int, target_file_bytes: int, compression: str) -> tuple[pafs.FileSystem, str]:
+              rows_per_file: int, compression: str) -> tuple[pafs.FileSystem, str]:
+        fs, base = self._staging(lake, staging_rel)
+        options = _copy_options(rows_per_file, compression)
+        if partition_column:
+            options.append(f"PARTITION_BY ({partition_column})")
+        self.db.execute(f"COPY ({sql}) TO {self.dialect.string(base)} ({', '.join(options)})")
+        return fs, base
+
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, staging_rel: str, rows_per_file: int,
+                         compression: str) -> tuple[pafs.FileSystem, str]:
+        """A COPY per partition, as many side by side as DuckDB has threads.
+
+        DuckDB's partitioned COPY routes every row to its partition's buffer, which
+        cost more than the Parquet encoding itself: rewriting 10M rows in 24
+        partitions took 4.5 s partitioned and 2.3-2.5 s as 24 plain COPYs two at a
+        time on 2 cores (one at a time: 3.3 s, small files parallelise poorly).
+        Largest partitions go first so the last ones to finish are short.
+        """
+        outputs = writes.each()
+        fs, base = self._staging(lake, staging_rel)
+        options = ", ".join(_copy_options(rows_per_file, compression))
+        local = threading.local()
+        cursors: list[duckdb.DuckDBPyConnection] = []
+        lock = threading.Lock()
+
+        def copy(output: tuple[str, str]) -> None:
+            folder, select = output
+            if not hasattr(local, "cursor"):
+                local.cursor = self.db.cursor()
+                for name, dataset in self._datasets.items():
+                    local.cursor.register(name, dataset)
+                with lock:
+                    cursors.append(local.cursor)
+            target = f"{base}/_pdir={folder}"
+            written = local.cursor.execute(f"COPY ({select}) TO {self.dialect.string(target)} ({options})").fetchone()
+            if not written or not written[0]:  # DuckDB writes an empty file for no rows: the partition is emptied
+                fs.delete_dir(target)
+
+        (threads,) = self.fetch("SELECT current_setting('threads')")[0]
+        try:
+            with ThreadPoolExecutor(max(1, min(int(threads), len(outputs)))) as pool:
+                list(pool.map(copy, outputs))
+        finally:
+            for cursor in cursors:
+                cursor.close()
+        return fs, base
+
+    def _staging(self, lake: Lake, staging_rel: str) -> tuple[pafs.FileSystem, str]:
+        """An empty staging folder: in the lake when it is local, else under ``temp_dir`` for ``publish``."""
         if lake.scheme == "file":
             fs, base = lake.fs, lake.path(staging_rel)
         else:
             fs, base = pafs.LocalFileSystem(), str(Path(self.temp_dir) / Path(staging_rel).name)
         if fs.get_file_info(base).type == pafs.FileType.Directory:
             fs.delete_dir(base)
-        fs.create_dir(base.rsplit("/", 1)[0], recursive=True)
-        options = ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"]
-        if partition_column:
-            # a folder per partition; a file is cut at the target size or the row cap (in row groups)
-            options += [f"PARTITION_BY ({partition_column})", f"FILE_SIZE_BYTES {int(target_file_bytes)}",
-                        f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // ROW_GROUP_SIZE)}",
-                        "FILENAME_PATTERN 'part-{i}'"]
-            target = base
-        else:
-            fs.create_dir(base, recursive=True)
-            target = f"{base}/part-0.parquet"
-        quoted = target.replace("'", "''")
-        self.db.execute(f"COPY ({sql}) TO '{quoted}' ({', '.join(options)})")
+        fs.create_dir(base, recursive=True)
         return fs, base
 
     @property

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, run_kernel
+from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, PartitionWrites, run_kernel
 from glue_jobs.merge_sql import Dialect
 from hybrid_ingest import layout
 from hybrid_ingest.lake import Lake
@@ -173,7 +173,7 @@ class SparkEngine:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
 
     def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
-              rows_per_file: int, target_file_bytes: int, compression: str) -> tuple[pafs.FileSystem, str]:
+              rows_per_file: int, compression: str) -> tuple[pafs.FileSystem, str]:
         frame = self.spark.sql(sql)
         writer_frame = frame.repartition(partition_column) if partition_column else frame.coalesce(1)
         writer = (writer_frame.write.mode("overwrite").option("compression", compression)
@@ -182,6 +182,11 @@ class SparkEngine:
             writer = writer.partitionBy(partition_column)
         writer.parquet(lake.uri(staging_rel))
         return lake.fs, lake.path(staging_rel)
+
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, staging_rel: str, rows_per_file: int,
+                         compression: str) -> tuple[pafs.FileSystem, str]:
+        """One partitioned write: a statement per partition would be a scan, plan and job each."""
+        return self.write(writes.combined(), lake, staging_rel, "_pdir", rows_per_file, compression)
 
     def close(self) -> None:
         for frame in self._checkpoints:

@@ -160,7 +160,7 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
             floor=floor, full_rank=top.rank if top else -1, merged_at=now, tombstone_cutoff=cutoff),
         rewrite_all=rewrite_all, version=result.version,
         rows_per_file=max(1, min(int(settings["max_rows_per_file"]), int(target / max(bytes_per_row, 1.0)))),
-        target_file_bytes=target, compression=str(settings["parquet_compression"]), one_pass=one_pass,
+        compression=str(settings["parquet_compression"]), one_pass=one_pass,
         positions=pending.positions,
     )
     has_work = bool(pending.raw or pending.extracts or rewrite_all)

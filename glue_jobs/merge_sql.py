@@ -317,15 +317,18 @@ class MergeSql:
         full = f"_src = {FULL} AND _xrank = {p.full_rank}"
         virtual = (f"CASE WHEN _infull = 0 AND _minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
                    if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
+        # whole-group aggregates cost per record: the eligible seq is the first record's (eligible ones sort
+        # first, highest seq first), and what only a full extract's virtual deletes read is left out without one
+        floor_aggregates = (f" min(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _minseq,"
+                            f" max(CASE WHEN _kind = 0 AND {full} THEN 1 ELSE 0 END) OVER ({by_key}) AS _infull,"
+                            if p.full_rank >= 0 else "")
         windowed = (
             f"SELECT *, row_number() OVER ({ordered}) AS _rn,"
             f" CASE WHEN _kind = 0 AND _src = {STREAM} AND lag(_shard) OVER ({ordered}) = _shard"
             f" AND lag(_kpos) OVER ({ordered}) = _kpos THEN 1 ELSE 0 END AS _dup,"
-            f" max(CASE WHEN _elig = 1 THEN _seq END) OVER ({by_key}) AS _eligseq,"
+            f" first_value(CASE WHEN _elig = 1 THEN _seq END) OVER ({ordered}) AS _eligseq,{floor_aggregates}"
             f" max(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _maxseq,"
-            f" min(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _minseq,"
-            f" max(CASE WHEN _kind = 2 THEN _seq END) OVER ({by_key}) AS _tseq,"
-            f" max(CASE WHEN _kind = 0 AND {full} THEN 1 ELSE 0 END) OVER ({by_key}) AS _infull"
+            f" max(CASE WHEN _kind = 2 THEN _seq END) OVER ({by_key}) AS _tseq"
             f" FROM (SELECT *, CASE WHEN _kind = 0 AND (_seq > {p.floor} OR ({full})) THEN 1 ELSE 0 END AS _elig"
             f" FROM ({self._records(one_pass)}) r) e"
         )
@@ -409,16 +412,25 @@ class MergeSql:
         hashed = f"concat('x', md5({part}))"
         return f"CASE {part} {cases} ELSE {hashed} END" if known else hashed
 
+    def _kept(self, stored: str, part: str, extra: str = "") -> str:
+        """The stored rows of ``stored`` that stay: not removed from their partition (``part``, an expression)."""
+        return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at{extra} FROM {stored} c"
+                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND r._part = {part})")
+
+    def _inserted(self, extra: str = "", where: str = "") -> str:
+        merged_at = self.dialect.literal(self.params.merged_at, TOMB_META_TYPES["deleted_at"])
+        return f"SELECT {self.cols()}, _seq, _op_ts, {merged_at} AS _merged_at{extra} FROM inserted{where}"
+
     def output(self, parts: Sequence[str]) -> str:
         """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
-        merged_at = self.dialect.literal(self.params.merged_at, TOMB_META_TYPES["deleted_at"])
-        return (
-            f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
-            f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at, c._part FROM cur_rows c"
-            f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND r._part = c._part)"
-            f" UNION ALL SELECT {self.cols()}, _seq, _op_ts, {merged_at} AS _merged_at, _part FROM inserted"
-            f") merged"
-        )
+        return (f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
+                f"{self._kept('cur_rows', 'c._part', ', c._part')} UNION ALL {self._inserted(', _part')}) merged")
+
+    def partition_output(self, value: str, stored: str | None) -> str:
+        """One partition's rows after the merge; ``stored`` reads its current rows (None: a new partition)."""
+        literal = self.dialect.string(value)
+        inserted = self._inserted(where=f" WHERE _part = {literal}")
+        return inserted if stored is None else f"{self._kept(stored, literal)} UNION ALL {inserted}"
 
     def output_one_pass(self, parts: Sequence[str]) -> str:
         """Every partition's rows after the merge, and the next tombstones, straight from ``k`` in one scan.

@@ -156,7 +156,7 @@ class LocalQuery:
             tombstone_cutoff=now - dt.timedelta(days=36500))
         job = KernelJob(spec=spec, raw=tuple(pending.raw), extracts=(), current=tuple(partitions),
                         tombstones=tomb, params=params, rewrite_all=False, version="live",
-                        rows_per_file=1, target_file_bytes=1)
+                        rows_per_file=1)
         register_inputs(self.engine, self.lake, job)
         merge = MergeSql(spec, self.engine.dialect, params, narrow_stored=self.engine.narrow_stored)
         for name, statement, materialize in merge.stage1():
