@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from glue_jobs import catalog
@@ -255,3 +256,20 @@ def test_crash_then_rerun_gives_the_exact_table(ctx: MergeContext, raw: RawWrite
     retired = {d for r in ctx.lake.files("curated/_retired/orders", ".json") for d in ctx.lake.read_json(ctx.lake.rel(r.path))["paths"]}
     assert never_live <= retired, f"leftover folders of the crashed run: {never_live - retired}"
     assert not [d for d in ctx.lake.dirs("curated/orders") if d.startswith(".staging")]
+
+
+def test_files_are_cut_at_max_rows_per_file(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    """Compaction's cap: DuckDB counts it in row groups, which it fills a vector (2,048 rows) at a time."""
+    ctx.store.put_settings({"max_rows_per_file": 2048})
+    events = [ev("c", i, order(i)) for i in range(1, 6001)]
+    raw.write("orders", events)
+    oracle = orders_oracle()
+    oracle.stream(events)
+    merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    state = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, "orders")
+    files = [i.path for i in ctx.lake.files(state.partitions["2026-01"], ".parquet")]
+    counts = [pq.ParquetFile(ctx.lake.fs.open_input_file(f)).metadata.num_rows for f in files]
+    assert sum(counts) == 6000
+    assert len(counts) >= 3
+    assert max(counts) <= 2048
