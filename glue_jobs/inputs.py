@@ -208,7 +208,7 @@ def live_partitions(lake: Lake, locations: dict[str, str]) -> tuple[list[Partiti
         groups = group_by_schema(facts)
         schema = groups[0].schema if groups else pa.schema([])
         partitions.append(Partition(value, rel, FileGroup(tuple(f.rel for f in facts), schema,
-                                                          sum(f.bytes for f in facts))))
+                                                          sum(f.bytes for f in facts), sum(f.rows for f in facts))))
         total_bytes += sum(f.bytes for f in facts)
         total_rows += sum(f.rows for f in facts)
     return partitions, total_bytes, total_rows

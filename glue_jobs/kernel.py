@@ -215,7 +215,9 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
         engine.define("cur_all", _current_rows(engine, lake, job, job.current), False)
     for name, statement, materialize in sql.prelude(job.one_pass):
         engine.define(name, statement, materialize)
-    metrics = engine.observe("k", sql.decisions(job.one_pass), sql.metrics(), reused=not job.one_pass)
+    known = [p.value for p in job.current]
+    metrics = engine.observe("k", sql.decisions(job.one_pass), sql.metrics(known if job.one_pass else None),
+                             reused=not job.one_pass)
     result = KernelResult()
     positions = job.positions.items() if job.positions is not None else (
         (shard, (position, newest)) for shard, position, newest in engine.fetch(sql.positions()))
@@ -225,11 +227,10 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
             result.newest_op_ts = newest
     staging = f"{layout.curated_table_dir(job.spec.table)}/.staging-{job.version}"
     if job.one_pass:
-        known = [p.value for p in job.current]
         fs, base = engine.write(sql.output_one_pass(known), lake, staging, "_pdir", job.rows_per_file,
                                 job.compression)
-        _decide(result, job, metrics())
         staged = staged_files(fs, base)
+        _decide(result, job, metrics(), changed_partitions(fs, staged, job))
         _publish_partitions(result, job, fs, staged, lake, known)
         if _tombstones_changed(result):
             result.tombstones = _rewrite_tombstones(fs, staged.get(TOMB_FOLDER, []), lake, job)
@@ -274,8 +275,40 @@ def _partition_writes(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql,
     return PartitionWrites(combined, each)
 
 
-def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any]) -> None:
-    """The run's counts and affected partitions from the decision metrics."""
+def changed_partitions(fs: pafs.FileSystem, staged: Mapping[str, list[str]], job: KernelJob) -> list[str]:
+    """The live partitions a one-pass write changed, from the staged files' footers.
+
+    A partition changed if its rows are not as many as before (rows removed or
+    added) or one of them carries this run's merge time (an upsert: every other
+    row keeps the time of the run that wrote it). A footer without statistics
+    counts as changed: publishing an unchanged partition again is harmless.
+    """
+    known = [p.value for p in job.current]
+    folders = staging_folders(known, known)
+    changed: list[str] = []
+    for p in job.current:
+        files = staged.get(folders[p.value], [])
+        metas = [pq.read_metadata(path, filesystem=fs) for path in files]
+        if sum(m.num_rows for m in metas) != p.files.rows or any(_stamped(m, job.params.merged_at) for m in metas):
+            changed.append(p.value)
+    return changed
+
+
+def _stamped(meta: pq.FileMetaData, merged_at: dt.datetime) -> bool:
+    """Whether a file may hold a row merged at ``merged_at`` (its ``_merged_at`` maximum reaches it)."""
+    column = meta.schema.names.index("_merged_at")
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        stats = group.column(column).statistics
+        if group.num_rows and (stats is None or not stats.has_min_max or not isinstance(stats.max, dt.datetime)):
+            return True
+        if group.num_rows and stats.max.replace(tzinfo=stats.max.tzinfo or dt.UTC) >= merged_at:
+            return True
+    return False
+
+
+def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any], changed: Sequence[str] = ()) -> None:
+    """The run's counts and affected partitions from the decision metrics (and ``changed``, see above)."""
     counts = {name: int(value) for name, value in metrics.items() if name != "affected"}
     kept = counts.pop("tombstones_kept")
     result.stats = {
@@ -285,7 +318,7 @@ def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any]) -> No
         "tombstones_before": job.tombstones.rows if job.tombstones is not None else 0,
         "tombstones_after": counts["deletes"] + kept,
     }
-    affected = set(json.loads(metrics["affected"]))
+    affected = set(json.loads(metrics["affected"])) | set(changed)
     if job.rewrite_all:
         affected |= {p.value for p in job.current}
     result.affected = sorted(affected)

@@ -273,3 +273,23 @@ def test_files_are_cut_at_max_rows_per_file(ctx: MergeContext, raw: RawWriter, e
     assert sum(counts) == 6000
     assert len(counts) >= 3
     assert max(counts) <= 2048
+
+
+def test_only_changed_partitions_get_new_versions(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    """An upsert, a delete, a stale change and a new month: the months without a change keep their versions."""
+    oracle = orders_oracle()
+    first = [*(ev("c", i, order(i, day=f"2026-0{i}-10")) for i in range(1, 5)), ev("c", 5, order(5, day="2026-02-20"))]
+    raw.write("orders", first)
+    oracle.stream(first)
+    merge(ctx, "orders", engine)
+    before = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, "orders").partitions
+    second = [ev("u", 10, order(1, day="2026-01-11", status="paid")), ev("d", 11, key_only("orders", order(2))),
+              ev("u", 3, order(3, day="2026-03-10", status="stale")), ev("c", 12, order(9, day="2026-09-01"))]
+    raw.write("orders", second)
+    oracle.stream(second)
+    result = merge(ctx, "orders", engine)
+    assert_matches(ctx, oracle)
+    after = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, "orders").partitions
+    assert {v for v in after if after[v] != before.get(v)} == {"2026-01", "2026-02", "2026-09"}
+    assert set(after) == {*before, "2026-09"}
+    assert result.stats["partitions_rewritten"] == 3
