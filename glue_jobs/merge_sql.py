@@ -318,7 +318,9 @@ class MergeSql:
         virtual = (f"CASE WHEN _infull = 0 AND _minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
                    if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
         # whole-group aggregates cost per record: the eligible seq is the first record's (eligible ones sort
-        # first, highest seq first), and what only a full extract's virtual deletes read is left out without one
+        # first, highest seq first), and what only a full extract's virtual deletes read is left out without one.
+        # first_value shares the whole-group frame: a running frame is one more frame kind for Spark's window
+        # operator, and its RANGE default compares every record's six order keys with its neighbour's.
         floor_aggregates = (f" min(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _minseq,"
                             f" max(CASE WHEN _kind = 0 AND {full} THEN 1 ELSE 0 END) OVER ({by_key}) AS _infull,"
                             if p.full_rank >= 0 else "")
@@ -326,7 +328,7 @@ class MergeSql:
             f"SELECT *, row_number() OVER ({ordered}) AS _rn,"
             f" CASE WHEN _kind = 0 AND _src = {STREAM} AND lag(_shard) OVER ({ordered}) = _shard"
             f" AND lag(_kpos) OVER ({ordered}) = _kpos THEN 1 ELSE 0 END AS _dup,"
-            f" first_value(CASE WHEN _elig = 1 THEN _seq END) OVER ({ordered}) AS _eligseq,{floor_aggregates}"
+            f" first_value(CASE WHEN _elig = 1 THEN _seq END) OVER ({by_key}) AS _eligseq,{floor_aggregates}"
             f" max(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _maxseq,"
             f" max(CASE WHEN _kind = 2 THEN _seq END) OVER ({by_key}) AS _tseq"
             f" FROM (SELECT *, CASE WHEN _kind = 0 AND (_seq > {p.floor} OR ({full})) THEN 1 ELSE 0 END AS _elig"
