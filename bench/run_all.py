@@ -50,7 +50,7 @@ class Sizes:
 
 
 FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_rows=10_000_000,
-             merge_small_rows=1_000_000, merge_changes=1_000_000, merge_repeat=2, spark_rows=1_000_000, freshness_events=10,
+             merge_small_rows=1_000_000, merge_changes=1_000_000, merge_repeat=3, spark_rows=1_000_000, freshness_events=10,
              memory_events=(100_000, 200_000), memory_small_flush_bytes=2_000_000, memory_small_get_records=2,
              profile_events=50_000)
 QUICK = Sizes(producer_events=20_000, consumer_events=20_000, runs=2, merge_rows=200_000, merge_small_rows=100_000,
