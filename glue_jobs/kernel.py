@@ -299,10 +299,12 @@ def _stamped(meta: pq.FileMetaData, merged_at: dt.datetime) -> bool:
     column = meta.schema.names.index("_merged_at")
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
+        if not group.num_rows:
+            continue
         stats = group.column(column).statistics
-        if group.num_rows and (stats is None or not stats.has_min_max or not isinstance(stats.max, dt.datetime)):
+        if stats is None or not stats.has_min_max or not isinstance(stats.max, dt.datetime):
             return True
-        if group.num_rows and stats.max.replace(tzinfo=stats.max.tzinfo or dt.UTC) >= merged_at:
+        if stats.max.replace(tzinfo=stats.max.tzinfo or dt.UTC) >= merged_at:
             return True
     return False
 

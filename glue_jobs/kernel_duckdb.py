@@ -2,8 +2,8 @@
 
 DuckDB runs the shared merge SQL with a memory limit and a temp directory, so
 joins and windows larger than memory spill to disk instead of failing. A
-``file://`` lake is read and written by DuckDB directly (its parallel Parquet
-writer does the partitioned, size-capped output); an ``s3://`` lake is read
+``file://`` lake is read and written by DuckDB directly (its Parquet writer
+cuts the files at the row cap); an ``s3://`` lake is read
 through ``pyarrow.dataset`` over the Lake's filesystem (DuckDB's httpfs cannot be
 installed offline, and one filesystem adapter is simpler than two credentials
 paths) and written to a local staging folder that ``publish`` uploads.

@@ -206,6 +206,11 @@ class MergeSql:
     def row_columns(self) -> list[str]:
         return self.spec.field_names
 
+    @property
+    def merged_at(self) -> str:
+        """This run's merge time as a literal: the ``_merged_at`` of new rows and the time of new tombstones."""
+        return self.dialect.literal(self.params.merged_at, TOMB_META_TYPES["deleted_at"])
+
     def key_eq(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{k} = {b}.{k}" for k in self.keys)
 
@@ -362,14 +367,13 @@ class MergeSql:
         """The keys-first decisions as relations: ``removed``, ``inserted``, ``tomb_next``."""
         p = self.params
         keys = ", ".join(self.keys)
-        merged_at = self.dialect.literal(p.merged_at, TOMB_META_TYPES["deleted_at"])
         return [
             ("removed", f"SELECT {keys}, _part FROM k WHERE _removed = 1", False),
             ("inserted", f"SELECT {self.cols('c')}, k._seq, k._op_ts, k._newpart AS _part"
                          f" FROM k JOIN chg c ON c.{self.dialect.rid} = k._rid WHERE k._upsert = 1", False),
             ("tomb_next",
              f"SELECT {keys}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _seq END AS _seq,"
-             f" {merged_at} AS deleted_at FROM k WHERE _delete = 1"
+             f" {self.merged_at} AS deleted_at FROM k WHERE _delete = 1"
              f" UNION ALL SELECT {keys}, _seq, _deleted_at AS deleted_at FROM k WHERE _kept_tomb = 1", False),
         ]
 
@@ -430,8 +434,7 @@ class MergeSql:
                 f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND r._part = {part})")
 
     def _inserted(self, extra: str = "", where: str = "") -> str:
-        merged_at = self.dialect.literal(self.params.merged_at, TOMB_META_TYPES["deleted_at"])
-        return f"SELECT {self.cols()}, _seq, _op_ts, {merged_at} AS _merged_at{extra} FROM inserted{where}"
+        return f"SELECT {self.cols()}, _seq, _op_ts, {self.merged_at} AS _merged_at{extra} FROM inserted{where}"
 
     def output(self, parts: Sequence[str]) -> str:
         """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
@@ -452,12 +455,11 @@ class MergeSql:
         deletion time in ``_merged_at``; the kernel rewrites them as tombstone files.
         """
         p = self.params
-        merged_at = self.dialect.literal(p.merged_at, TOMB_META_TYPES["deleted_at"])
         kept = "_kind = 1 AND _removed = 0"
         return (
             f"SELECT {self.cols()}, CASE WHEN _delete = 1 AND _vdel = 1 THEN CAST({p.floor} AS BIGINT)"
             f" ELSE _seq END AS _seq, _op_ts,"
-            f" CASE WHEN _upsert + _delete = 1 THEN {merged_at} WHEN _kind = 2 THEN _deleted_at"
+            f" CASE WHEN _upsert + _delete = 1 THEN {self.merged_at} WHEN _kind = 2 THEN _deleted_at"
             f" ELSE _merged_at END AS _merged_at,"
             f" CASE WHEN _upsert = 1 THEN {self.folder('_newpart', parts)}"
             f" WHEN {kept} THEN {self.folder('_part', parts)} ELSE 't' END AS _pdir"
