@@ -49,6 +49,7 @@ from hybrid_ingest.config import Names, Settings
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
+from hybrid_ingest.position import SEQUENCE_DIGITS, SUB_DIGITS
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 
@@ -131,7 +132,7 @@ class Bench:
         Path(self.lake.path(raw_rel)).parent.mkdir(parents=True, exist_ok=True)
         self.con.execute(f"""COPY (SELECT _op, _seq, TIMESTAMPTZ '2026-01-01 00:00:00+00' AS _op_ts,
                 '{SHARD}' AS _shard, CAST(_seq AS VARCHAR) AS _kseq, CAST(0 AS BIGINT) AS _ksub,
-                lpad(CAST(_seq AS VARCHAR), 64, '0') || ':0000000000' AS _kpos,
+                lpad(CAST(_seq AS VARCHAR), {SEQUENCE_DIGITS}, '0') || '_' || repeat('0', {SUB_DIGITS}) AS _kpos,
                 TIMESTAMPTZ '2026-01-01 00:00:00+00' AS _arrival, CAST(1 AS INTEGER) AS _schema_version, {cols}
             FROM ({src})) TO '{self.lake.path(raw_rel)}' (FORMAT parquet)""")
         plain = self.root / f"changes-{name}.parquet"

@@ -27,7 +27,8 @@ from glue_jobs.kernel import ExtractInput, FileGroup, Partition
 from hybrid_ingest import layout, manifest
 from hybrid_ingest.errors import ManifestError
 from hybrid_ingest.lake import Lake
-from hybrid_ingest.state import Position, Watermark, sortable
+from hybrid_ingest.position import Position
+from hybrid_ingest.state import Watermark
 
 DLQ_STAGE = "merge"
 
@@ -105,7 +106,7 @@ def merged_positions(facts: list[FileFacts], watermark: Watermark) -> dict[str, 
     """Per shard, the highest position a merge of these raw files reaches and the newest source time among
     them (``_kpos`` above the shard's watermark only); None when a footer cannot tell, and the engine asks
     the rows instead."""
-    merged = {shard: sortable(pos) for shard, pos in watermark.shards.items()}
+    merged = {shard: str(pos) for shard, pos in watermark.shards.items()}
     out: dict[str, tuple[str, dt.datetime | None]] = {}
     for fact in facts:
         if fact.tail is None:
@@ -130,22 +131,22 @@ def group_by_schema(facts: list[FileFacts]) -> list[FileGroup]:
 
 
 def _last_position(name: str) -> tuple[str, Position] | None:
-    """(shard, last position) from ``<shard>-<seq>_<sub>-<seq>_<sub>.parquet``; None if it does not parse."""
+    """(shard, last position) from ``layout.raw_file``'s name; None if it does not parse."""
     parts = name.removesuffix(".parquet").rsplit("-", 2)
     if len(parts) != 3:
         return None
-    seq, _, sub = parts[2].partition("_")
-    if not seq.isdigit() or not sub.isdigit():
+    try:
+        return parts[0], Position.parse(parts[2])
+    except ValueError:
         return None
-    return parts[0], Position(seq, int(sub))
 
 
 def raw_files_above(lake: Lake, table: str, watermark: Watermark) -> list[FileFacts]:
-    merged = {layout.safe(shard): sortable(pos) for shard, pos in watermark.shards.items()}
+    merged = {layout.safe(shard): pos for shard, pos in watermark.shards.items()}
     out: list[FileFacts] = []
     for info in lake.files(layout.raw_table_dir(table), ".parquet"):
         parsed = _last_position(info.base_name)
-        if parsed is not None and parsed[0] in merged and sortable(parsed[1]) <= merged[parsed[0]]:
+        if parsed is not None and parsed[0] in merged and parsed[1] <= merged[parsed[0]]:
             continue
         out.append(file_facts(lake, lake.rel(info.path)))
     return out

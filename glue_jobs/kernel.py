@@ -122,7 +122,7 @@ class KernelResult:
     affected: list[str] = field(default_factory=list)
     tombstones: list[tuple[str, int]] | None = None  # None: the current tombstone version stays
     stats: dict[str, int] = field(default_factory=dict)
-    positions: dict[str, str] = field(default_factory=dict)  # shard -> highest merged sortable position
+    positions: dict[str, str] = field(default_factory=dict)  # shard -> the text of the highest merged position
     newest_op_ts: dt.datetime | None = None
 
 

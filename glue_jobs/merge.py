@@ -44,8 +44,9 @@ from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import HybridIngestError, MergeError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
+from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Position, StateStore, Watermark, sortable
+from hybrid_ingest.state import StateStore, Watermark
 
 LOGGER = logging.getLogger("glue_jobs.merge")
 Hook = Callable[[str], None]
@@ -86,11 +87,6 @@ class RunResult:
 def version_id(now: dt.datetime, run_id: str) -> str:
     """Version folder names sort by creation time, which is what cleanup compares."""
     return f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}Z-{layout.safe(run_id)}"
-
-
-def _decode_sortable(text: str) -> Position:
-    seq, _, sub = text.partition(":")
-    return Position(str(int(seq)), int(sub))
 
 
 def _version_of(rel: str) -> str:
@@ -156,7 +152,7 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
         spec=spec, raw=tuple(pending.raw), extracts=tuple(pending.extracts), current=tuple(partitions),
         tombstones=tombstones,
         params=MergeParams(
-            watermark={s: sortable(p) for s, p in watermark.shards.items()},
+            watermark={s: str(p) for s, p in watermark.shards.items()},
             floor=floor, full_rank=top.rank if top else -1, merged_at=now, tombstone_cutoff=cutoff),
         rewrite_all=rewrite_all, version=result.version,
         rows_per_file=max(1, min(int(settings["max_rows_per_file"]), int(target / max(bytes_per_row, 1.0)))),
@@ -196,7 +192,7 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
     hook("after_switch")
     shards = dict(watermark.shards)
     for shard, kpos in kernel.positions.items():
-        position = _decode_sortable(kpos)
+        position = Position.parse(kpos)
         if shard not in shards or shards[shard] < position:
             shards[shard] = position
     newest = kernel.newest_op_ts.timestamp() if kernel.newest_op_ts else None

@@ -182,7 +182,7 @@ TOMB_META_TYPES: dict[str, pa.DataType] = {"_seq": pa.int64(), "deleted_at": pa.
 class MergeParams:
     """Plain values a merge run decides before any engine work."""
 
-    watermark: Mapping[str, str]  # shard -> sortable() position already merged
+    watermark: Mapping[str, str]  # shard -> the text of the position already merged
     floor: int  # the table's full-extract floor after this run (-1: none)
     full_rank: int  # _xrank of the full extract that set ``floor`` in this run (-1: none)
     merged_at: dt.datetime

@@ -40,7 +40,7 @@ from hybrid_ingest.convert import to_json_value
 from hybrid_ingest.errors import QueryError, UnknownTableError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import StateStore, sortable
+from hybrid_ingest.state import StateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_athena import AthenaClient
@@ -151,7 +151,7 @@ class LocalQuery:
             tomb = next(iter(inputs.group_by_schema(facts)), None)
         now = dt.datetime.now(dt.UTC)
         params = MergeParams(
-            watermark={s: sortable(p) for s, p in watermark.shards.items()},
+            watermark={s: str(p) for s, p in watermark.shards.items()},
             floor=state.param_int(catalog.PARAM_FLOOR, -1), full_rank=-1, merged_at=now,
             tombstone_cutoff=now - dt.timedelta(days=36500))
         job = KernelJob(spec=spec, raw=tuple(pending.raw), extracts=(), current=tuple(partitions),

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from hybrid_ingest.state import Position
+from hybrid_ingest.position import Position
 from hybrid_ingest.tables import Partitioning
 
 LANDING = "landing"
@@ -30,10 +30,6 @@ def safe(part: str) -> str:
     return _SAFE.sub("_", part) or "_"
 
 
-def position_token(position: Position) -> str:
-    return f"{position.sequence}_{position.sub}"
-
-
 def raw_file(table: str, arrival: dt.datetime, shard: str, first: Position, last: Position) -> str:
     """``raw/<table>/ingest_date=YYYY-MM-DD/ingest_hour=HH/<shard>-<first>-<last>.parquet``.
 
@@ -43,7 +39,7 @@ def raw_file(table: str, arrival: dt.datetime, shard: str, first: Position, last
     arrival = arrival.astimezone(dt.UTC)
     return (
         f"{RAW}/{safe(table)}/ingest_date={arrival:%Y-%m-%d}/ingest_hour={arrival:%H}/"
-        f"{safe(shard)}-{position_token(first)}-{position_token(last)}.parquet"
+        f"{safe(shard)}-{first}-{last}.parquet"
     )
 
 

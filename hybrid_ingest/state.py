@@ -19,12 +19,12 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import total_ordering
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
+from hybrid_ingest.position import Position
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -44,31 +44,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "lock_lease_seconds": 3600,
     "parquet_compression": "snappy",
 }
-
-
-@total_ordering
-@dataclass(frozen=True)
-class Position:
-    """A Kinesis record position: sequence number plus KPL sub-sequence number (0 when not aggregated)."""
-
-    sequence: str
-    sub: int = 0
-
-    def key(self) -> tuple[int, int]:
-        return (int(self.sequence), self.sub)
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Position):
-            return NotImplemented
-        return self.key() < other.key()
-
-    def encode(self) -> str:
-        return f"{self.sequence}:{self.sub}"
-
-    @classmethod
-    def decode(cls, text: str) -> Position:
-        sequence, _, sub = text.partition(":")
-        return cls(sequence, int(sub or 0))
 
 
 @dataclass(frozen=True)
@@ -122,7 +97,7 @@ class StateStore:
         while True:
             page = self._ddb.query(**kwargs)
             for item in page.get("Items", []):
-                result[item["sk"]["S"]] = Position.decode(item["position"]["S"])
+                result[item["sk"]["S"]] = Position.parse(item["position"]["S"])
             if "LastEvaluatedKey" not in page:
                 return result
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -132,21 +107,20 @@ class StateStore:
             TableName=self._state, Key={"pk": {"S": f"checkpoint#{stream}"}, "sk": {"S": shard}},
             ConsistentRead=True,
         ).get("Item")
-        return Position.decode(item["position"]["S"]) if item else None
+        return Position.parse(item["position"]["S"]) if item else None
 
     def set_checkpoint(self, stream: str, shard: str, position: Position, lease: Lease | None = None,
                        finished: bool = False) -> None:
         """Move a shard's checkpoint forward; refused if it would go back or the lease was lost."""
-        condition = "(attribute_not_exists(pk) OR seq_key < :seq)"
-        values: dict[str, Any] = {":seq": {"S": sortable(position)}}
+        condition = "(attribute_not_exists(pk) OR #p < :p)"
+        values: dict[str, Any] = {":p": {"S": str(position)}}
         if lease is not None:
             condition += " AND (attribute_not_exists(lease_token) OR lease_token <= :token)"
             values[":token"] = {"N": str(lease.token)}
         item: dict[str, Any] = {
             "pk": {"S": f"checkpoint#{stream}"},
             "sk": {"S": shard},
-            "position": {"S": position.encode()},
-            "seq_key": {"S": sortable(position)},
+            "position": {"S": str(position)},
             "finished": {"BOOL": finished},
             "updated": {"N": repr(self._clock())},
         }
@@ -156,12 +130,13 @@ class StateStore:
             self._ddb.put_item(
                 TableName=self._state, Item=item,
                 ConditionExpression=condition,
+                ExpressionAttributeNames={"#p": "position"},
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
                 raise ConditionFailedError(
-                    f"checkpoint of {shard} not moved to {position.encode()}: behind the stored one or lease lost"
+                    f"checkpoint of {shard} not moved to {position}: behind the stored one or lease lost"
                 ) from exc
             raise
 
@@ -184,9 +159,9 @@ class StateStore:
         """
         values: dict[str, Any] = {
             ":t": {"BOOL": True}, ":now": {"N": repr(self._clock())},
-            ":p": {"S": Position("0").encode()}, ":k": {"S": sortable(Position("0"))},
+            ":p": {"S": str(Position(0))},
         }
-        update = "SET finished = :t, updated = :now, #p = if_not_exists(#p, :p), seq_key = if_not_exists(seq_key, :k)"
+        update = "SET finished = :t, updated = :now, #p = if_not_exists(#p, :p)"
         condition = None
         if lease is not None:
             condition = "attribute_not_exists(lease_token) OR lease_token <= :token"
@@ -370,7 +345,7 @@ class StateStore:
         doc = json.loads(item["doc"]["S"])
         return Watermark(
             table=table,
-            shards={s: Position.decode(p) for s, p in doc["shards"].items()},
+            shards={s: Position.parse(p) for s, p in doc["shards"].items()},
             extracts=frozenset(doc["extracts"]),
             version=int(item["version"]["N"]),
             newest_op_ts=doc.get("newest_op_ts"),
@@ -380,7 +355,7 @@ class StateStore:
     def commit_watermark(self, new: Watermark, expected_version: int) -> Watermark:
         """Advance a table's watermark iff nobody moved it since ``expected_version`` was read."""
         doc = {
-            "shards": {s: p.encode() for s, p in sorted(new.shards.items())},
+            "shards": {s: str(p) for s, p in sorted(new.shards.items())},
             "extracts": sorted(new.extracts),
             "newest_op_ts": new.newest_op_ts,
             "last_run": new.last_run,
@@ -463,7 +438,3 @@ class StateStore:
             out.append(record)
         return out
 
-
-def sortable(position: Position) -> str:
-    """Kinesis sequence numbers are decimals of up to ~56 digits: zero-pad so string order is numeric order."""
-    return f"{int(position.sequence):064d}:{position.sub:010d}"

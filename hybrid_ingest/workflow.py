@@ -344,7 +344,7 @@ def dlq_counts(lake: Lake) -> dict[tuple[str, str], int]:
 def shard_status(store: StateStore, stream: str) -> dict[str, dict[str, Any]]:
     """Per shard: the consumer's own figures (lag, owner) merged over its durable checkpoint."""
     out: dict[str, dict[str, Any]] = {
-        shard: {"checkpoint": position.encode()} for shard, position in store.checkpoints(stream).items()
+        shard: {"checkpoint": str(position)} for shard, position in store.checkpoints(stream).items()
     }
     for shard, stats in store.consumer_stats(stream).items():
         out.setdefault(shard, {}).update(stats)
@@ -363,7 +363,7 @@ def collect_status(store: StateStore, tables: list[str], lake: Lake, stream: str
         rows.append(TableStatus(
             table=table,
             last_run=runs[0] if runs else None,
-            shards={shard: position.encode() for shard, position in sorted(mark.shards.items())},
+            shards={shard: str(position) for shard, position in sorted(mark.shards.items())},
             extracts=len(mark.extracts),
             version=mark.version,
             freshness_s=(now - mark.newest_op_ts) if mark.newest_op_ts is not None else None,

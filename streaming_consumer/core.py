@@ -33,8 +33,8 @@ from aws_kinesis_agg.deaggregator import messages_pb2
 
 from hybrid_ingest import rawformat
 from hybrid_ingest.errors import HybridIngestError, WireFormatError
+from hybrid_ingest.position import Position, sequence_prefix
 from hybrid_ingest.registry import SchemaVersion
-from hybrid_ingest.state import Position, sortable
 from hybrid_ingest.tables import required_fields, validate_event
 from hybrid_ingest.wire import split_header
 
@@ -70,7 +70,7 @@ class UserRecord(NamedTuple):
 
     @property
     def position(self) -> Position:
-        return Position(self.sequence, self.sub)
+        return Position.of(self.sequence, self.sub)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class DeadLetter:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "shard": self.shard, "sequence": self.position.sequence, "sub": self.position.sub,
+            "shard": self.shard, "position": str(self.position),
             "partition_key": self.partition_key, "arrival": self.arrival.isoformat(),
             "reason": self.reason, "error": self.error, "data_base64": base64.b64encode(self.data).decode(),
         }
@@ -145,11 +145,6 @@ def deaggregate(record: KinesisRecord) -> list[UserRecord]:
                 for sub, inner in enumerate(aggregate.records)]
     except IndexError as exc:
         raise WireFormatError(f"KPL sub-record points past the {len(keys)} partition keys of its aggregate") from exc
-
-
-def kpos_prefix(sequence: str) -> str:
-    """``state.sortable`` of (sequence, sub) is this prefix plus the 10-digit sub: computed once per record."""
-    return sortable(Position(sequence, 0))[:-10]
 
 
 class _Accumulator:
@@ -240,7 +235,7 @@ def user_records(records: Iterable[KinesisRecord], shard: str, dead: list[DeadLe
     Records at or below ``after`` are not yielded: they were handled before a restart, and a
     restart re-reads the whole aggregate its checkpoint sits in.
     """
-    after_seq = int(after.sequence) if after is not None else -1
+    after_seq = after.sequence if after is not None else -1
     after_sub = after.sub if after is not None else -1
     for record in records:
         seq = int(record.sequence)
@@ -250,12 +245,12 @@ def user_records(records: Iterable[KinesisRecord], shard: str, dead: list[DeadLe
             inner = deaggregate(record)
         except WireFormatError as exc:
             if seq > after_seq or after_sub < 0:
-                dead.append(DeadLetter(shard, Position(record.sequence, 0), record.partition_key, record.arrival,
+                dead.append(DeadLetter(shard, Position.of(record.sequence), record.partition_key, record.arrival,
                                        exc.reason, str(exc), record.data))
             continue
         if seq == after_seq:
             inner = [u for u in inner if u.sub > after_sub]
-        prefix = kpos_prefix(record.sequence)
+        prefix = sequence_prefix(record.sequence)
         for user in inner:
             yield user, f"{prefix}{user.sub:010d}"
 
@@ -324,7 +319,7 @@ def _build_batch(shard: str, records: Iterable[KinesisRecord], resolve: Resolver
     # everything read is done: the last user record, or a trailing record with none (a dead aggregate)
     candidates = [p for p in (after, last_user.position if last_user else None) if p is not None]
     if last_sequence:
-        candidates.append(Position(last_sequence[0], 0))
+        candidates.append(Position.of(last_sequence[0]))
     result.last = max(candidates) if candidates else None
     result.raw = [a.finish() for a in accumulators.values() if a.records]
     result.raw.sort(key=lambda b: (b.table, b.version))

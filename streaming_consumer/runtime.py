@@ -30,7 +30,8 @@ from botocore.exceptions import ClientError
 from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
-from hybrid_ingest.state import Clock, Lease, Position, StateStore
+from hybrid_ingest.position import Position
+from hybrid_ingest.state import Clock, Lease, StateStore
 from streaming_consumer.core import KinesisRecord, Resolver, build_batch
 from streaming_consumer.shards import ShardInfo, fair_share, list_shards, readable
 from streaming_consumer.sink import write_batch
@@ -119,9 +120,9 @@ class ShardReader:
         args: dict[str, Any] = {"StreamName": self.worker.config.stream, "ShardId": self.shard_id}
         if self.last_read is not None:
             args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=self.last_read)
-        elif self.checkpoint is not None and int(self.checkpoint.sequence) > 0:
+        elif self.checkpoint is not None and self.checkpoint.sequence > 0:
             # AT, not AFTER: the checkpoint may sit inside a KPL aggregate whose later sub-records are not done
-            args.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=self.checkpoint.sequence)
+            args.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=str(self.checkpoint.sequence))
         else:
             args.update(ShardIteratorType="TRIM_HORIZON")
         return kinesis.get_shard_iterator(**args)["ShardIterator"]
@@ -184,7 +185,7 @@ class ShardReader:
         if not self.info.closed or self.buffer:
             return False
         ending = int(self.info.ending_sequence or 0)
-        reached = self.checkpoint is not None and int(self.checkpoint.sequence) >= ending
+        reached = self.checkpoint is not None and self.checkpoint.sequence >= ending
         return reached or self.caught_up
 
     def flush(self) -> FlushEvent | None:
@@ -195,7 +196,7 @@ class ShardReader:
         result = build_batch(self.shard_id, self.buffer, worker.resolve, after=self.checkpoint)
         written = write_batch(worker.lake, result)
         assert result.last is not None  # a non-empty buffer always has a last position
-        finished = self.info.closed and int(result.last.sequence) >= int(self.info.ending_sequence or 0)
+        finished = self.info.closed and result.last.sequence >= int(self.info.ending_sequence or 0)
         if self.checkpoint is None or self.checkpoint < result.last:
             worker.store.set_checkpoint(worker.config.stream, self.shard_id, result.last, lease=self.lease,
                                         finished=finished)

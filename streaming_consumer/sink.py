@@ -30,7 +30,7 @@ class Written:
 def dlq_name(shard: str, letters: list[DeadLetter]) -> str:
     first = min(d.position for d in letters)
     last = max(d.position for d in letters)
-    return f"{shard}-{layout.position_token(first)}-{layout.position_token(last)}.jsonl"
+    return f"{shard}-{first}-{last}.jsonl"
 
 
 def write_batch(lake: Lake, result: BatchResult) -> Written:

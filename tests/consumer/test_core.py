@@ -13,8 +13,8 @@ import pytest
 from hybrid_ingest import rawformat
 from hybrid_ingest.errors import UnknownFingerprintError
 from hybrid_ingest.lake import Lake
+from hybrid_ingest.position import Position
 from hybrid_ingest.registry import SchemaVersion
-from hybrid_ingest.state import Position, sortable
 from hybrid_ingest.tables import envelope_schema, load_spec
 from hybrid_ingest.wire import fingerprint
 from streaming_consumer.core import KinesisRecord, build_batch, deaggregate
@@ -66,10 +66,10 @@ def test_plain_and_aggregated_records_give_the_same_user_records() -> None:
     [(agg_key, agg_data)] = aggregate(zip(keys, payloads, strict=True))
     inner = deaggregate(KinesisRecord(agg_data, "42", agg_key, EPOCH))
     assert [u.data for u in inner] == payloads
-    assert [u.position for u in inner] == [Position("42", sub) for sub in range(5)]
+    assert [u.position for u in inner] == [Position(42, sub) for sub in range(5)]
     assert [u.partition_key for u in inner] == keys
     plain = deaggregate(KinesisRecord(payloads[0], "7", keys[0], EPOCH))
-    assert [(u.data, u.position) for u in plain] == [(payloads[0], Position("7", 0))]
+    assert [(u.data, u.position) for u in plain] == [(payloads[0], Position(7, 0))]
 
 
 def test_batch_routes_tables_with_envelope_columns() -> None:
@@ -81,16 +81,16 @@ def test_batch_routes_tables_with_envelope_columns() -> None:
     assert result.dead == []
     assert result.kinesis_records == 2
     assert result.user_records == 4
-    assert result.last == Position("101", 0)
+    assert result.last == Position(101, 0)
     by_table = {b.table: b for b in result.raw}
     cust = by_table["customers"]
     assert cust.rows.schema == rawformat.raw_schema(CUSTOMERS.spec, 1)
-    assert (cust.first, cust.last) == (Position("100", 0), Position("101", 0))
+    assert (cust.first, cust.last) == (Position(100, 0), Position(101, 0))
     assert cust.rows.column(rawformat.OP).to_pylist() == ["c", "u", "d"]
     assert cust.rows.column(rawformat.SEQ).to_pylist() == [10, 11, 12]
     assert cust.rows.column(rawformat.KINESIS_SUB).to_pylist() == [0, 2, 0]
     assert cust.rows.column(rawformat.KPOS).to_pylist() == [
-        sortable(Position("100", 0)), sortable(Position("100", 2)), sortable(Position("101", 0))]
+        str(Position(100, 0)), str(Position(100, 2)), str(Position(101, 0))]
     assert cust.rows.column(rawformat.SHARD).to_pylist() == ["shardId-000000000001"] * 3
     assert cust.rows.column("email").to_pylist() == ["c1@example.com", "c1@example.com", None]
     assert cust.rows.column("tier").to_pylist() == ["gold", "gold", None]
@@ -115,25 +115,25 @@ def test_bad_input_goes_to_dead_letters_and_neighbours_are_kept() -> None:
     result = build_batch("s-1", kinesis_records(payloads), resolve)
     assert [b.rows.column("customer_id").to_pylist() for b in result.raw] == [[3, 5]]
     reasons = {d.position.sequence: (d.reason, d.error) for d in result.dead}
-    assert reasons["2"][0] == "bad-wire-format"
-    assert "MD5" in reasons["2"][1]
-    assert reasons["3"][0] == "bad-wire-format"
-    assert reasons["4"][0] == "invalid-row"
-    assert "email" in reasons["4"][1]
-    assert reasons["5"][0] == "unknown-fingerprint"
-    assert {d.position.sequence: d.data for d in result.dead}["2"] == bytes(corrupt_agg)
-    assert result.last == Position("6", 0)
+    assert reasons[2][0] == "bad-wire-format"
+    assert "MD5" in reasons[2][1]
+    assert reasons[3][0] == "bad-wire-format"
+    assert reasons[4][0] == "invalid-row"
+    assert "email" in reasons[4][1]
+    assert reasons[5][0] == "unknown-fingerprint"
+    assert {d.position.sequence: d.data for d in result.dead}[2] == bytes(corrupt_agg)
+    assert result.last == Position(6, 0)
 
 
 def test_restart_inside_an_aggregate_skips_the_sub_records_already_done() -> None:
     payloads = encode(CUSTOMERS, [customer_event(k, k) for k in range(10)])
     [(key, agg)] = aggregate((f"customers|{k}", p) for k, p in enumerate(payloads))
     records = [KinesisRecord(agg, "50", key, EPOCH)]
-    result = build_batch("s", records, resolve, after=Position("50", 6))
+    result = build_batch("s", records, resolve, after=Position(50, 6))
     assert [b.rows.column("customer_id").to_pylist() for b in result.raw] == [[7, 8, 9]]
-    nothing_new = build_batch("s", records, resolve, after=Position("50", 9))
+    nothing_new = build_batch("s", records, resolve, after=Position(50, 9))
     assert nothing_new.raw == []
-    assert nothing_new.last == Position("50", 9)
+    assert nothing_new.last == Position(50, 9)
 
 
 def test_two_schema_versions_of_a_table_make_two_files(tmp_lake: Lake) -> None:
@@ -143,7 +143,7 @@ def test_two_schema_versions_of_a_table_make_two_files(tmp_lake: Lake) -> None:
     v2 = encode(CUSTOMERS_V2, [v2_event])
     result = build_batch("s", kinesis_records([v1[0], v2[0], v1[1]]), resolve)
     assert [(b.version, b.first, b.last) for b in result.raw] == [
-        (1, Position("1"), Position("3")), (2, Position("2"), Position("2"))]
+        (1, Position(1), Position(3)), (2, Position(2), Position(2))]
     written = write_batch(tmp_lake, result)
     assert len(set(written.raw_files)) == 2
     meta = [pq.read_schema(tmp_lake.path(p)).metadata[rawformat.META_SCHEMA_VERSION] for p in written.raw_files]
@@ -157,12 +157,14 @@ def test_sink_names_are_deterministic_so_a_rerun_overwrites(tmp_lake: Lake) -> N
     first = write_batch(tmp_lake, build_batch("shardId-000000000000", records, resolve))
     again = write_batch(tmp_lake, build_batch("shardId-000000000000", records, resolve))
     assert first.raw_files == again.raw_files
-    assert first.raw_files == ["raw/orders/ingest_date=2026-11-21/ingest_hour=10/shardId-000000000000-7_0-10_0.parquet"]
-    assert first.dlq_files == ["dlq/stream/bad-wire-format/shardId-000000000000-11_0-11_0.jsonl"]
+    assert first.raw_files == [
+        f"raw/orders/ingest_date=2026-11-21/ingest_hour=10/shardId-000000000000-{Position(7)}-{Position(10)}.parquet"]
+    assert first.dlq_files == [
+        f"dlq/stream/bad-wire-format/shardId-000000000000-{Position(11)}-{Position(11)}.jsonl"]
     assert len(tmp_lake.files("raw", ".parquet")) == 1
     [letter] = read_dlq(tmp_lake)
     assert base64.b64decode(letter["data_base64"]) == b"\xc3\x01garbage"
-    assert (letter["shard"], letter["sequence"], letter["sub"]) == ("shardId-000000000000", "11", 0)
+    assert (letter["shard"], letter["position"]) == ("shardId-000000000000", str(Position(11)))
     assert letter["reason"] == "bad-wire-format"
     assert letter["error"]
 

@@ -15,8 +15,9 @@ from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
+from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Position, StateStore
+from hybrid_ingest.state import StateStore
 from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
 from streaming_consumer.shards import ShardInfo, list_shards, readable
 from tests.consumer.events import customer_event, put_aggregated, read_dlq, read_raw
@@ -132,7 +133,7 @@ def test_restart_from_a_checkpoint_inside_an_aggregate(initialized: Clients, lak
         StreamName=stream, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"],
     )["Records"][0]["SequenceNumber"]
     clock = FakeClock()
-    make_store(initialized, clock).set_checkpoint(stream, shard.shard_id, Position(sequence, 11))
+    make_store(initialized, clock).set_checkpoint(stream, shard.shard_id, Position.of(sequence, 11))
     worker(initialized, lake, registry, config(stream), clock).run(until_idle=True)
     assert merged_view(lake) == Counter(produced[12:])
 

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
-from hybrid_ingest.state import Position, StateStore, Watermark
+from hybrid_ingest.position import Position
+from hybrid_ingest.state import StateStore, Watermark
 
 
 class FakeClock:
@@ -62,10 +63,10 @@ def test_expired_lease_is_taken_over_and_old_owner_is_fenced(timed: StateStore, 
         timed.renew(old, ttl_seconds=10)
     assert not timed.release(old)
     # the new owner checkpoints with its token; the paused old owner cannot write behind it
-    timed.set_checkpoint("s", "0", Position("100"), lease=new)
+    timed.set_checkpoint("s", "0", Position(100), lease=new)
     with pytest.raises(ConditionFailedError):
-        timed.set_checkpoint("s", "0", Position("200"), lease=old)
-    assert timed.checkpoint("s", "0") == Position("100")
+        timed.set_checkpoint("s", "0", Position(200), lease=old)
+    assert timed.checkpoint("s", "0") == Position(100)
 
 
 def test_renew_keeps_a_lease_alive(timed: StateStore, clock: FakeClock) -> None:
@@ -89,40 +90,40 @@ def test_reacquire_by_the_same_owner_keeps_the_token(timed: StateStore) -> None:
 
 
 def test_checkpoints_only_move_forward(store: StateStore) -> None:
-    store.set_checkpoint("s", "shard-0", Position("49590338271490256608559692538361571095921575989136588898", 3))
-    store.set_checkpoint("s", "shard-0", Position("49590338271490256608559692538361571095921575989136588898", 4))
+    store.set_checkpoint("s", "shard-0", Position(49590338271490256608559692538361571095921575989136588898, 3))
+    store.set_checkpoint("s", "shard-0", Position(49590338271490256608559692538361571095921575989136588898, 4))
     with pytest.raises(ConditionFailedError):
-        store.set_checkpoint("s", "shard-0", Position("49590338271490256608559692538361571095921575989136588898", 4))
+        store.set_checkpoint("s", "shard-0", Position(49590338271490256608559692538361571095921575989136588898, 4))
     with pytest.raises(ConditionFailedError):
-        store.set_checkpoint("s", "shard-0", Position("9" * 20, 0))
-    store.set_checkpoint("s", "shard-1", Position("5"), finished=True)
+        store.set_checkpoint("s", "shard-0", Position(int("9" * 20), 0))
+    store.set_checkpoint("s", "shard-1", Position(5), finished=True)
     assert store.checkpoints("s") == {
-        "shard-0": Position("49590338271490256608559692538361571095921575989136588898", 4),
-        "shard-1": Position("5"),
+        "shard-0": Position(49590338271490256608559692538361571095921575989136588898, 4),
+        "shard-1": Position(5),
     }
     assert store.finished_shards("s") == {"shard-1"}
 
 
 def test_positions_order_numerically() -> None:
-    assert Position("9") < Position("10")
-    assert Position("10", 1) > Position("10", 0)
-    assert Position.decode(Position("123", 7).encode()) == Position("123", 7)
+    assert Position(9) < Position(10)
+    assert Position(10, 1) > Position(10, 0)
+    assert Position.parse(str(Position(123, 7))) == Position(123, 7)
 
 
 def test_watermark_compare_and_set(store: StateStore) -> None:
     assert store.watermark("orders").version == 0
     first = store.commit_watermark(
-        Watermark("orders", {"shard-0": Position("10", 2)}, frozenset({"x1"}), newest_op_ts=5.0), expected_version=0
+        Watermark("orders", {"shard-0": Position(10, 2)}, frozenset({"x1"}), newest_op_ts=5.0), expected_version=0
     )
     assert first.version == 1
     with pytest.raises(ConditionFailedError, match="concurrent"):
-        store.commit_watermark(Watermark("orders", {"shard-0": Position("11")}), expected_version=0)
+        store.commit_watermark(Watermark("orders", {"shard-0": Position(11)}), expected_version=0)
     read = store.watermark("orders")
-    assert read.shards == {"shard-0": Position("10", 2)}
+    assert read.shards == {"shard-0": Position(10, 2)}
     assert read.extracts == frozenset({"x1"})
-    assert read.merged("shard-0", Position("10", 1))
-    assert not read.merged("shard-0", Position("10", 3))
-    assert not read.merged("shard-9", Position("1"))
+    assert read.merged("shard-0", Position(10, 1))
+    assert not read.merged("shard-0", Position(10, 3))
+    assert not read.merged("shard-9", Position(1))
 
 
 def test_settings_and_run_history(store: StateStore) -> None:

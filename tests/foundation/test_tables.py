@@ -12,7 +12,7 @@ import pytest
 from hybrid_ingest.convert import row_from_json
 from hybrid_ingest.errors import SpecError, ValidationError
 from hybrid_ingest.layout import curated_version_dir, partition_value, raw_file
-from hybrid_ingest.state import Position
+from hybrid_ingest.position import Position
 from hybrid_ingest.tables import Partitioning, TableSpec, load_spec, load_specs, validate_event
 from tests.conftest import SCHEMAS
 
@@ -99,6 +99,6 @@ def test_partition_values_and_paths() -> None:
     assert partition_value(month, None) == "__null__"
     assert curated_version_dir("orders", month, "2026-01", "r1") == "curated/orders/order_date_month=2026-01/v=r1"
     arrival = dt.datetime(2026, 11, 22, 1, 2, tzinfo=dt.UTC)
-    assert raw_file("orders", arrival, "shardId-000000000001", Position("5"), Position("9", 2)) == (
-        "raw/orders/ingest_date=2026-11-22/ingest_hour=01/shardId-000000000001-5_0-9_2.parquet"
+    assert raw_file("orders", arrival, "shardId-000000000001", Position(5), Position(9, 2)) == (
+        f"raw/orders/ingest_date=2026-11-22/ingest_hour=01/shardId-000000000001-{Position(5)}-{Position(9, 2)}.parquet"
     )

@@ -23,9 +23,9 @@ from hybrid_ingest import layout
 from hybrid_ingest.convert import arrow_schema, row_from_json
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
+from hybrid_ingest.position import Position
 from hybrid_ingest.rawformat import raw_schema
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Position, sortable
 
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
 ARRIVAL = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
@@ -81,16 +81,16 @@ class RawWriter:
         columns: dict[str, list[Any]] = {f.name: [] for f in raw_schema(spec, schema_version.version)}
         positions = []
         for i, event in enumerate(events):
-            pos = Position(str(first + i), 0)
+            pos = Position(first + i, 0)
             positions.append(pos)
             row = row_from_json(spec, event["row"], key_only=event["op"] == "d")
             columns["_op"].append(event["op"])
             columns["_seq"].append(event["seq"])
             columns["_op_ts"].append(ARRIVAL + dt.timedelta(seconds=event["seq"]))
             columns["_shard"].append(shard)
-            columns["_kseq"].append(pos.sequence)
+            columns["_kseq"].append(str(pos.sequence))
             columns["_ksub"].append(0)
-            columns["_kpos"].append(sortable(pos))
+            columns["_kpos"].append(str(pos))
             columns["_arrival"].append(ARRIVAL)
             columns["_schema_version"].append(schema_version.version)
             for f in spec.field_names:

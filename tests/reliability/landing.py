@@ -19,9 +19,9 @@ from hybrid_ingest import layout
 from hybrid_ingest.convert import arrow_schema, row_from_json
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
+from hybrid_ingest.position import Position
 from hybrid_ingest.rawformat import raw_schema
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Position, sortable
 from tests.reliability.history import POSITION_BASE, POSITION_STEP, Delivery, TableHistory, evolved
 
 ARRIVAL = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
@@ -51,21 +51,21 @@ def write_raw(lake: Lake, registry: Registry, delivery: Delivery) -> str:
     columns: dict[str, list[Any]] = {f.name: [] for f in schema}
     for event in delivery.events:
         change = event.change
-        position = Position(str(event.position), 0)
+        position = Position(int(event.position), 0)
         row = row_from_json(spec, dict(change.row), key_only=change.op == "d")
         columns["_op"].append(change.op)
         columns["_seq"].append(change.seq)
         columns["_op_ts"].append(OP_TS_BASE + dt.timedelta(seconds=change.seq))
         columns["_shard"].append(delivery.shard)
-        columns["_kseq"].append(position.sequence)
+        columns["_kseq"].append(str(position.sequence))
         columns["_ksub"].append(position.sub)
-        columns["_kpos"].append(sortable(position))
+        columns["_kpos"].append(str(position))
         columns["_arrival"].append(arrival_of(event.position))
         columns["_schema_version"].append(version.version)
         for name in spec.field_names:
             columns[name].append(row.get(name))
     first, last = delivery.events[0].position, delivery.events[-1].position
-    rel = layout.raw_file(delivery.table, arrival_of(first), delivery.shard, Position(str(first)), Position(str(last)))
+    rel = layout.raw_file(delivery.table, arrival_of(first), delivery.shard, Position(int(first)), Position(int(last)))
     lake.write_parquet(rel, pa.table(columns, schema=schema))
     return rel
 

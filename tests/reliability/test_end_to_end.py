@@ -38,8 +38,9 @@ from hybrid_ingest.config import Settings
 from hybrid_ingest.convert import row_from_json
 from hybrid_ingest.errors import ConditionFailedError
 from hybrid_ingest.lake import Lake
+from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Lease, Position, StateStore
+from hybrid_ingest.state import Lease, StateStore
 from producers.kinesis import KinesisDelivery
 from producers.producer import ChangeEventProducer, ProducerConfig, RecordProducer
 from producers.spool import Spool

@@ -9,7 +9,8 @@ the shard would stall. ``release`` keeps the item and its token instead.
 from __future__ import annotations
 
 from hybrid_ingest.aws import Clients
-from hybrid_ingest.state import Position, StateStore
+from hybrid_ingest.position import Position
+from hybrid_ingest.state import StateStore
 
 
 def test_checkpoint_after_takeover_then_clean_handoff(initialized: Clients) -> None:
@@ -19,9 +20,9 @@ def test_checkpoint_after_takeover_then_clean_handoff(initialized: Clients) -> N
     store.acquire("shard#s", "worker-a", 10)  # worker-a dies holding it
     now[0] += 11
     b = store.acquire("shard#s", "worker-b", 10)
-    store.set_checkpoint("stream", "s", Position("100"), lease=b)
+    store.set_checkpoint("stream", "s", Position(100), lease=b)
     assert store.release(b)
     c = store.acquire("shard#s", "worker-c", 10)
     assert c.token > b.token, f"token {c.token} repeats an earlier owner's (worker-b had {b.token})"
-    store.set_checkpoint("stream", "s", Position("200"), lease=c)
-    assert store.checkpoint("stream", "s") == Position("200")
+    store.set_checkpoint("stream", "s", Position(200), lease=c)
+    assert store.checkpoint("stream", "s") == Position(200)

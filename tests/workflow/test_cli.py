@@ -12,7 +12,8 @@ from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
 from hybrid_ingest.cli.batch import aligned, duration
 from hybrid_ingest.lake import Lake
-from hybrid_ingest.state import Position, StateStore, Watermark
+from hybrid_ingest.position import Position
+from hybrid_ingest.state import StateStore, Watermark
 
 
 @pytest.fixture
@@ -67,9 +68,9 @@ def test_status_shows_runs_watermarks_freshness_dlq_and_shards(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_MERGE_FAIL", "orders")
     CliRunner().invoke(cli, ["batch", "run"], env=env)
-    store.commit_watermark(Watermark("customers", {"shardId-000000000000": Position("4900", 2)},
+    store.commit_watermark(Watermark("customers", {"shardId-000000000000": Position(4900, 2)},
                                      frozenset({"x1"}), newest_op_ts=time.time() - 600), 0)
-    store.set_checkpoint("hybrid-ingest-changes", "shardId-000000000000", Position("4900", 2))
+    store.set_checkpoint("hybrid-ingest-changes", "shardId-000000000000", Position(4900, 2))
     lake.write_bytes("dlq/consumer/bad-wire-format/a.bin", b"x")
     lake.write_bytes("dlq/consumer/bad-wire-format/b.bin", b"x")
     lake.write_bytes("dlq/merge/invalid-row/c.json", b"x")
@@ -80,7 +81,7 @@ def test_status_shows_runs_watermarks_freshness_dlq_and_shards(
     lines = result.output.splitlines()
     [customers] = [line for line in lines if line.startswith("customers ")]
     assert "SUCCEEDED" in customers
-    assert "shardId-000000000000@4900:2" in customers
+    assert f"shardId-000000000000@{Position(4900, 2)}" in customers
     assert customers.split()[6] == "10m"  # freshness: newest merged change 10 minutes old
     [orders] = [line for line in lines if line.startswith("orders ")]
     assert "FAILED" in orders
@@ -89,7 +90,7 @@ def test_status_shows_runs_watermarks_freshness_dlq_and_shards(
     assert "run lock: free" in lines
     assert any(line.split() == ["consumer", "bad-wire-format", "2"] for line in lines)
     assert any(line.split() == ["merge", "invalid-row", "1"] for line in lines)
-    assert any(line.startswith("shardId-000000000000  4900:2") for line in lines)
+    assert any(line.startswith(f"shardId-000000000000  {Position(4900, 2)}") for line in lines)
 
 
 def test_aligned_and_duration_formatting() -> None:
