@@ -75,7 +75,7 @@ class BridgeStats:
     commits: int = 0
     commit_failures: int = 0
     spool_full: int = 0
-    rebalances: int = 0
+    assignments: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -83,7 +83,7 @@ class BridgeStats:
 
 METRIC_NAMES = {"polled": "Messages", "forwarded": "Forwarded", "dead_lettered": "DeadLetters",
                 "commits": "Commits", "commit_failures": "CommitFailures", "spool_full": "SpoolFull",
-                "rebalances": "Rebalances"}
+                "assignments": "Assignments"}
 
 
 def dead_letter(record: Any, reason: str, error: str) -> dict[str, Any]:
@@ -167,7 +167,7 @@ class KafkaBridge:
         with self._lock:
             self._joined = True
             self._owned = set(partitions)
-            self.stats.rebalances += 1
+            self.stats.assignments += 1
         log.info("partitions assigned: %s", _names(partitions) or "none")
 
     # -- one poll --------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def report(bridge: KafkaBridge, outcome: str, drained: bool, producer: ChangeEve
     s = bridge.stats
     click.echo(f"kafka bridge {'caught up' if outcome == 'idle' else 'stopped'}: {s.polled} message(s), "
                f"{s.forwarded} forwarded, {s.dead_lettered} dead-lettered (dlq/{DLQ_STAGE}/), {s.commits} commit(s), "
-               f"{s.commit_failures} refused commit(s), {s.rebalances} assignment(s)")
+               f"{s.commit_failures} refused commit(s), {s.assignments} assignment(s)")
     if drained:
         return
     left = (f"{producer.records.spool.pending_count} event(s) are kept in the spool {spool_dir}: Kinesis did not "
