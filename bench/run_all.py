@@ -47,6 +47,7 @@ class Sizes:
     memory_small_flush_bytes: int
     memory_small_get_records: int
     profile_events: int
+    kafka_events: int = 50_000
 
 
 FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_rows=10_000_000,
@@ -55,7 +56,8 @@ FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_row
              profile_events=50_000)
 QUICK = Sizes(producer_events=20_000, consumer_events=20_000, runs=2, merge_rows=200_000, merge_small_rows=100_000,
               merge_changes=50_000, merge_repeat=1, spark_rows=None, freshness_events=3, memory_events=(20_000, 40_000),
-              memory_small_flush_bytes=500_000, memory_small_get_records=1, profile_events=20_000)
+              memory_small_flush_bytes=500_000, memory_small_get_records=1, profile_events=20_000,
+              kafka_events=10_000)
 
 
 @dataclass
@@ -150,6 +152,8 @@ def steps_for(sizes: Sizes, spark: bool, only: set[str] | None) -> list[Step]:
                           str(sizes.runs)]),
         Step("merge", merge),
         Step("freshness", ["bench/bench_freshness.py", "--events", str(sizes.freshness_events)]),
+        Step("kafka_bridge", ["bench/bench_kafka_bridge.py", "--events", str(sizes.kafka_events), "--runs",
+                              str(min(sizes.runs, 2))]),
         Step("memory", ["bench/bench_memory.py", *memory_args]),
         Step("memory_small_flush", ["bench/bench_memory.py", *memory_args, "--flush-bytes",
                                     str(sizes.memory_small_flush_bytes), "--get-records-limit",
@@ -248,6 +252,15 @@ def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
                         f"(the run itself {f['workflow_run_s']:.1f} s)", "(reference)", "n/a"))
     else:
         missing("freshness", "produce -> live view", "<= 10 s")
+    kb = by_name.get("kafka_bridge")
+    if kb and kb.figures:
+        f = kb.figures
+        rows.append(Row(f"Kafka topic -> spool through the bridge / bare producer on the same events "
+                        f"({f['events']:,} JSON events, local Tansu broker)",
+                        f"{f['ratio']:.2f} wall ({f['bridge_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/s); "
+                        f"CPU {f['cpu_ratio']:.2f}", ">= 0.5", verdict(f["ratio"] >= 0.5)))
+    else:
+        missing("kafka_bridge", "Kafka bridge / bare producer", ">= 0.5")
     small = (f"consumer flush at {sizes.memory_small_flush_bytes / 1e6:g} MB per shard, "
              f"{sizes.memory_small_get_records} Kinesis records per GetRecords")
     for name, what in (("memory", "default consumer policy"), ("memory_small_flush", small)):
@@ -362,7 +375,8 @@ def main() -> None:
                         help="measure the Spark engine pair [default: on in full mode, off with --quick]")
     parser.add_argument("--spark-rows", type=int, default=None, help="table size of the Spark pair")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=["producer", "consumer", "merge", "freshness", "memory", "memory_small_flush"])
+                        choices=["producer", "consumer", "merge", "freshness", "kafka_bridge", "memory",
+                                 "memory_small_flush"])
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profiles")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--record", type=Path, default=BENCH / "out" / "run_all.json",

@@ -84,6 +84,12 @@ class ManifestError(HybridIngestError):
     reason = "bad-manifest"
 
 
+class SourceError(HybridIngestError):
+    """A change source (a Kafka cluster) cannot be reached, refuses us, or lacks what was asked for."""
+
+    reason = "source"
+
+
 class SpoolFullError(HybridIngestError):
     """The producer's on-disk spool reached its size limit: refuse rather than drop."""
 

@@ -50,6 +50,9 @@ def event_from_line(spec: TableSpec, line: str | bytes) -> dict[str, Any]:
         doc = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"invalid JSON: {exc}") from exc
+    except RecursionError:
+        # json's decoder recurses per nesting level: a line of many thousand '[' is bad input, not a crash
+        raise ValidationError("invalid JSON: nested too deeply to decode") from None
     return event_from_json(spec, doc)
 
 

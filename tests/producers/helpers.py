@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import json
 import random
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from hybrid_ingest.convert import to_json_value
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.wire import split_header
 
@@ -46,6 +48,22 @@ def interleaved_events(keys: int, per_key: int, seed: int = 7) -> list[dict[str,
         if remaining[key] == per_key:
             del remaining[key]
     return out
+
+
+def event_json(event: dict[str, Any]) -> bytes:
+    """An event as one line of the ``produce`` format (also a Kafka message value for the bridge)."""
+    return json.dumps({"op": event["op"], "seq": event["seq"], "ts": to_json_value(event["ts"]),
+                       "row": {k: to_json_value(v) for k, v in event["row"].items()}}).encode()
+
+
+def seqs_per_key(shards: dict[str, list[dict[str, Any]]]) -> dict[int, list[int]]:
+    """Each order's seqs in the order the stream holds them (shards are read whole, one after another)."""
+    got: dict[int, list[int]] = {}
+    for events in shards.values():
+        for e in events:
+            if e["_pk"].startswith("orders|"):
+                got.setdefault(e["row"]["order_id"], []).append(e["seq"])
+    return got
 
 
 def read_stream(kinesis: Any, stream: str, registry: Registry) -> dict[str, list[dict[str, Any]]]:

@@ -79,3 +79,13 @@ def test_bulk_push_lands_a_verified_extract(cli: Runner, lake: Lake, tmp_path: P
     assert code == 1
     assert "lacks column(s)" in err
     assert list_extracts(lake, "customers") == [extract]
+
+
+def test_produce_refuses_a_line_nested_too_deeply(cli: Runner, initialized: Clients, registry: Registry,
+                                                  tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(customer(1, 1) + "\n" + "[" * 200_000 + "\n")
+    code, _, err = cli("produce", "customers", "--input", str(path))
+    assert code == 1
+    assert "line 2: invalid JSON: nested too deeply to decode" in err
+    assert sum(map(len, read_stream(initialized.kinesis, initialized.settings.names.stream, registry).values())) == 0
