@@ -43,13 +43,17 @@ class ShardInfo:
         return self.ending_sequence is not None and int(self.ending_sequence) >= int(self.starting_sequence)
 
     def holds(self, hash_key: int, sequence: str) -> bool:
-        """Whether a record with this hash key and sequence number was written to this shard."""
+        """Whether a record with this hash key and sequence number may have been written to this shard.
+
+        An ending that is no position (kinesis-mock's) bounds nothing; ``shard_of`` then
+        tells a closed parent from its children by their starting sequence numbers.
+        """
         if not self.hash_range[0] <= hash_key <= self.hash_range[1]:
             return False
         seq = int(sequence)
         if seq < int(self.starting_sequence):
             return False
-        return self.ending_sequence is None or seq <= int(self.ending_sequence)
+        return not self.ending_known or seq <= int(self.ending_sequence or 0)
 
 
 def shard_from_api(doc: Mapping[str, Any]) -> ShardInfo:
@@ -127,9 +131,14 @@ def hash_key(partition_key: str) -> int:
 
 
 def shard_of(partition_key: str, sequence: str, shards: Iterable[ShardInfo]) -> str | None:
-    """The shard a record was written to, for sources that do not say (Glue's Kinesis source)."""
+    """The shard a record was written to, for sources that do not say (Glue's Kinesis source).
+
+    Of the shards whose hash range and sequence range hold it, the one opened last: a
+    child starts after its parent's records, so a record at or past a child's start was
+    written to the child.
+    """
     key = hash_key(partition_key)
-    for shard in shards:
-        if shard.holds(key, sequence):
-            return shard.shard_id
-    return None
+    holding = [s for s in shards if s.holds(key, sequence)]
+    if not holding:
+        return None
+    return max(holding, key=lambda s: int(s.starting_sequence)).shard_id

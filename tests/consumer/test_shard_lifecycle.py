@@ -4,17 +4,20 @@ moto closes a shard only on paper: it keeps routing puts to the parent, never en
 iterator and reports a real ``EndingSequenceNumber`` (the fallback path). kinesis-mock
 behaves like Kinesis: puts after the reshard go to the children, and a closed shard's
 last records come with ``NextShardIterator: null`` and ``ChildShards``, while its
-``EndingSequenceNumber`` is 9223372036854775807 (no position). Each test runs on both.
+``EndingSequenceNumber`` is 9223372036854775807 (no position). Each test runs on both;
+the last one checks the Glue streaming path's shard attribution after a reshard.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
+from streaming_consumer.glue_streaming_job import SourceRow, records_by_shard
 from streaming_consumer.runtime import ShardReader, Worker
 from streaming_consumer.shards import ShardInfo, drained_without_end_signal, list_shards
 from tests.consumer.events import read_raw
@@ -28,6 +31,9 @@ from tests.consumer.workers import (
     wait_active,
     worker,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.type_defs import RecordTypeDef
 
 
 class RecordingWorker(Worker):
@@ -180,3 +186,37 @@ def test_the_fallback_needs_a_real_ending_everything_read_and_an_empty_answer() 
     mock_parent = ShardInfo("m", starting_sequence=start, ending_sequence="9223372036854775807")
     assert not mock_parent.ending_known
     assert not drained_without_end_signal(mock_parent, read_through=int(start) + 10**30, caught_up=True)
+
+
+def read_back(clients: Clients, stream: str, shard: ShardInfo) -> list[RecordTypeDef]:
+    """Every record of a shard as GetRecords returns it (to the null iterator, or an empty answer on moto)."""
+    records: list[RecordTypeDef] = []
+    iterator: str | None = clients.kinesis.get_shard_iterator(
+        StreamName=stream, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    while iterator:
+        response = clients.kinesis.get_records(ShardIterator=iterator, Limit=25)
+        records += response["Records"]
+        iterator = response.get("NextShardIterator")
+        if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+            break
+    return records
+
+
+def test_glue_rows_are_given_the_shard_that_holds_them_after_a_reshard(kinesis: str, stack: Clients,
+                                                                     stack_registry: Registry) -> None:
+    """Glue's Kinesis source rows carry no shard id: it is recovered from ListShards, children included."""
+    stream = make_stream(stack, stream_name(stack, "glue"), 2)
+    produce_customers(stack, stack_registry, stream, range(80), seq=1, aggregated=False)
+    stack.kinesis.update_shard_count(StreamName=stream, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+    wait_active(stack, stream)
+    produce_customers(stack, stack_registry, stream, range(80), seq=2, aggregated=False)
+    shards = list_shards(stack.kinesis, stream)
+    truth: set[tuple[str, str, str]] = set()
+    rows: list[SourceRow] = []
+    for shard in shards:
+        for r in read_back(stack, stream, shard):
+            truth.add((shard.shard_id, r["SequenceNumber"], r["PartitionKey"]))
+            rows.append((r["Data"], r["PartitionKey"], r["SequenceNumber"], 0))
+    assert len(truth) == 160
+    grouped = records_by_shard(rows, shards)
+    assert {(shard, r.sequence, r.partition_key) for shard, records in grouped.items() for r in records} == truth
