@@ -18,7 +18,8 @@ from hybrid_ingest.aws import Clients
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
 from streaming_consumer.glue_streaming_job import SourceRow, records_by_shard
-from streaming_consumer.runtime import ShardReader, Worker
+from streaming_consumer.reader import ShardReader
+from streaming_consumer.runtime import Worker
 from streaming_consumer.shards import ShardInfo, drained_without_end_signal, list_shards
 from tests.consumer.events import read_raw
 from tests.consumer.workers import (
