@@ -29,6 +29,7 @@ from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
 from streaming_consumer.shards import list_shards
 from tests.consumer.events import put_aggregated, read_raw
 from tests.consumer.workers import make_stream, wait_active
+from tests.reliability import tally
 from tests.reliability.driver import compare, read_tables
 from tests.reliability.oracle import Change, expected_state
 
@@ -111,6 +112,8 @@ def run_reshard_case(stack: Clients, lake: Lake, registry: Registry, kinesis: st
                "closed": sum(s.closed for s in shards), "flushes": len(worker.flushes)}
     print(f"reshard e2e {kinesis} {kind} flush={flush.max_records}: {figures}")
     compare(rows, expected, spec.primary_key, spec.field_names, f"customers after {kind} on {kinesis}")
+    tally.add(f"reshard_runs_{kinesis}")
+    tally.add("events_resharded", len(history))
     return figures
 
 
