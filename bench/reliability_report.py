@@ -26,6 +26,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TALLY_ENV = "HYBRID_INGEST_RELIABILITY_TALLY"  # tests/reliability/tally.py reads the same name
 
+# resharding end to end on both Kinesis implementations (moto and kinesis-mock)
+RESHARD_TESTS = "tests/consumer/test_reshard_end_to_end.py"
 TIERS = (
     ("examples_duckdb", "generated histories merged by the DuckDB kernel, curated == oracle after every run"),
     ("examples_spark", "generated histories merged by the Spark kernel, curated == oracle after every run"),
@@ -37,8 +39,8 @@ TIERS = (
 
 def run_tests(soak: bool, tally_path: Path, extra: list[str]) -> tuple[int, float, str, list[str]]:
     marker = "slow or not slow" if soak else "not slow"
-    cmd = [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-rx", "-p", "no:cacheprovider", "-m", marker,
-           *extra]
+    cmd = [sys.executable, "-m", "pytest", "tests/reliability", RESHARD_TESTS, "-q", "-rx", "-p", "no:cacheprovider",
+           "-m", marker, *extra]
     env = {**os.environ, TALLY_ENV: str(tally_path)}
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
@@ -75,6 +77,10 @@ def render(doc: dict[str, Any], soak: bool, elapsed: float, summary: str, known:
         f"| merge runs checked against the oracle | {counts.get('merge_runs', 0)} |",
         f"| change events replayed through the merge core | {counts.get('events_replayed', 0)} |",
         f"| change events sent through the real path | {counts.get('events_end_to_end', 0)} |",
+        f"| reshards end to end, produced while resharding, curated == oracle, on kinesis-mock | "
+        f"{counts.get('reshard_runs_kinesis-mock', 0)} |",
+        f"| the same on moto (which never really closes a shard) | {counts.get('reshard_runs_moto', 0)} |",
+        f"| change events produced across a reshard | {counts.get('events_resharded', 0)} |",
         f"| faults injected | {counts.get('faults_injected', 0)} |",
         f"| bad inputs tried | {counts.get('bad_inputs_tried', 0)} |",
         f"| **events lost** (in - out - dead-lettered) | **{counts.get('events_lost', 0)}** |",

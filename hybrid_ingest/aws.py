@@ -53,7 +53,7 @@ class Clients:
     def client(self, service: str) -> Any:
         return self.session.client(
             service,  # type: ignore[call-overload]
-            endpoint_url=self.settings.endpoint_url,
+            endpoint_url=self.settings.endpoint_for(service),
             config=self.config or retry_config(),
         )
 

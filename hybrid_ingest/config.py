@@ -11,12 +11,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
+
+import botocore.session
 
 DEFAULT_PREFIX = "hybrid-ingest"
 DEFAULT_REGION = "eu-west-1"
 STACK_FILE = "stack.json"
+# the boto3 clients ``hybrid_ingest.aws.Clients`` builds: each may have an endpoint of its own
+SERVICES = ("kinesis", "dynamodb", "glue", "s3", "stepfunctions", "cloudwatch", "sns")
 
 
 def _underscored(prefix: str) -> str:
@@ -91,6 +97,11 @@ class Settings:
     region: str = DEFAULT_REGION
     endpoint_url: str | None = None
     names: Names = field(default_factory=Names)
+    # per service (boto3 client name), as AWS_ENDPOINT_URL_<SERVICE> sets it; ahead of endpoint_url
+    service_endpoints: Mapping[str, str] = field(default_factory=dict)
+
+    def endpoint_for(self, service: str) -> str | None:
+        return self.service_endpoints.get(service, self.endpoint_url)
 
     @property
     def is_local(self) -> bool:
@@ -112,14 +123,34 @@ class Settings:
         lake = env.get("HYBRID_INGEST_LAKE_URI") or (home / "lake").as_uri()
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         names = Names(prefix=env.get("HYBRID_INGEST_PREFIX", DEFAULT_PREFIX))
-        return cls(home=home, lake_uri=lake, region=region, endpoint_url=endpoint, names=names)
+        return cls(home=home, lake_uri=lake, region=region, endpoint_url=endpoint, names=names,
+                   service_endpoints=service_endpoints(env))
 
 
 def job_settings(lake_uri: str, region: str, prefix: str, env: dict[str, str] | None = None) -> Settings:
     """Settings of a Glue job run, from its job arguments (the endpoint only from AWS_ENDPOINT_URL)."""
     env = dict(os.environ if env is None else env)
     return Settings(home=Path(tempfile.gettempdir()), lake_uri=lake_uri, region=region,
-                    endpoint_url=env.get("AWS_ENDPOINT_URL") or None, names=Names(prefix=prefix))
+                    endpoint_url=env.get("AWS_ENDPOINT_URL") or None, names=Names(prefix=prefix),
+                    service_endpoints=service_endpoints(env))
+
+
+@cache
+def endpoint_variable(service: str) -> str:
+    """botocore's variable for one service's endpoint: AWS_ENDPOINT_URL_ + its service id (KINESIS, SFN...)."""
+    service_id = botocore.session.get_session().get_service_model(service).service_id
+    return "AWS_ENDPOINT_URL_" + service_id.replace(" ", "_").upper()
+
+
+def service_endpoints(env: Mapping[str, str]) -> dict[str, str]:
+    """The services given an endpoint of their own, the AWS SDKs' way (e.g. only Kinesis on an emulator).
+
+    ``Clients`` passes every client an explicit endpoint, which in botocore outranks these
+    variables, so they are read here and handed to each client by ``Settings.endpoint_for``.
+    """
+    if not any(name.startswith("AWS_ENDPOINT_URL_") for name in env):
+        return {}  # the usual case: skip loading service models (~0.4 s) just to name the variables
+    return {s: env[endpoint_variable(s)] for s in SERVICES if env.get(endpoint_variable(s))}
 
 
 def read_stack_endpoint(home: Path) -> str | None:

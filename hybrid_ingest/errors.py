@@ -130,3 +130,9 @@ class WorkflowError(HybridIngestError):
     """The batch workflow could not be started or did not end in time (not a merge failure: that is its outcome)."""
 
     reason = "workflow"
+
+
+class ShardsUnreadableError(HybridIngestError):
+    """``consume --until-idle`` could not read every shard: others still hold them past its deadline."""
+
+    reason = "shards-unreadable"

@@ -14,6 +14,14 @@ no shard id: the shard is recovered from the partition key's MD5 hash and the se
 number against ListShards (``shards.shard_of``), which holds as long as producers route by
 partition key (they do: aggregates carry the MD5 of their first key as explicit hash key).
 
+Shard lifecycle (closed parents, children, merges) is the Kinesis source's own business
+here: it follows ``ChildShards`` itself and Spark's checkpoint keeps its offsets, so none
+of the shard consumer's finish logic applies. What does apply is the attribution: after
+a reshard a record may belong to a closed parent or to a child whose hash range also
+matches, and a closed shard's ``EndingSequenceNumber`` may be no position (kinesis-mock);
+``shard_of`` takes the newest shard that holds the record. Tested against moto and
+kinesis-mock (tests/consumer/test_shard_lifecycle.py).
+
 The Kinesis source itself cannot run on this machine (no connector offline); the batch
 function is tested locally on a DataFrame shaped like its rows.
 """

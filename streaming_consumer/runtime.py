@@ -14,27 +14,36 @@ restart re-reads from the checkpoint's Kinesis record (AT_SEQUENCE_NUMBER) and s
 user records at or below the checkpointed (sequence, sub-sequence) position. A crash
 between write and checkpoint therefore re-writes an overlapping file, which the merge
 deduplicates on (``_shard``, ``_kpos``); nothing is lost.
+
+A shard ends when GetRecords says so (``streaming_consumer.reader``); the worker then
+marks it finished and its children become readable once every parent is finished.
+The lifecycle is tested against moto and against kinesis-mock (tests/consumer/).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
+from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError, ShardsUnreadableError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
-from hybrid_ingest.position import Position
 from hybrid_ingest.state import Clock, Lease, StateStore
-from streaming_consumer.core import KinesisRecord, Resolver, build_batch
-from streaming_consumer.shards import ShardInfo, fair_share, list_shards, readable
-from streaming_consumer.sink import write_batch
+from streaming_consumer.core import Resolver
+from streaming_consumer.reader import FlushEvent, ShardReader
+from streaming_consumer.shards import (
+    ShardInfo,
+    fair_share,
+    list_shards,
+    readable,
+    with_discovered,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -68,6 +77,8 @@ class ConsumerConfig:
     flush_when_idle: bool = True
     # ListShards and the lease scan are not needed every round; a finished or lost shard forces one
     rebalance_seconds: float = 10.0
+    # until-idle only: how long shards may stay out of reach (held by a worker not seen alive) before failing
+    unreadable_deadline_seconds: float = 60.0
 
 
 @dataclass
@@ -79,140 +90,6 @@ class ShardStats:
     files: int = 0
     dead: int = 0
     lag_ms: int = 0
-
-
-@dataclass(frozen=True)
-class FlushEvent:
-    """One flush, in the order it happened (what the summary and the tests look at)."""
-
-    shard: str
-    first: Position | None
-    last: Position
-    rows: int
-    dead: int
-    files: tuple[str, ...]
-    finished: bool
-
-
-class ShardReader:
-    """One leased shard: its iterator, its unflushed buffer and where it is checkpointed."""
-
-    def __init__(self, worker: Worker, info: ShardInfo, lease: Lease) -> None:
-        self.worker = worker
-        self.info = info
-        self.lease = lease
-        self.checkpoint = worker.store.checkpoint(worker.config.stream, info.shard_id)
-        self.buffer: list[KinesisRecord] = []
-        self.buffered_bytes = 0
-        self.buffer_started: float | None = None
-        self.last_read: str | None = None
-        self.caught_up = False
-        self.lag_ms = 0
-        self.record_bytes: float | None = None  # running mean size of a Kinesis record on this shard
-        self.iterator = self._new_iterator()
-
-    @property
-    def shard_id(self) -> str:
-        return self.info.shard_id
-
-    def _new_iterator(self) -> str:
-        kinesis = self.worker.kinesis
-        args: dict[str, Any] = {"StreamName": self.worker.config.stream, "ShardId": self.shard_id}
-        if self.last_read is not None:
-            args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=self.last_read)
-        elif self.checkpoint is not None and self.checkpoint.sequence > 0:
-            # AT, not AFTER: the checkpoint may sit inside a KPL aggregate whose later sub-records are not done
-            args.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=str(self.checkpoint.sequence))
-        else:
-            args.update(ShardIteratorType="TRIM_HORIZON")
-        return kinesis.get_shard_iterator(**args)["ShardIterator"]
-
-    def limit(self) -> int:
-        """Records to ask for so a response stays near ``max_response_bytes``.
-
-        Before any record was seen, assume the largest (1 MiB aggregated records).
-        """
-        config = self.worker.config
-        mean = self.record_bytes if self.record_bytes is not None else float(1024 * 1024)
-        return max(1, min(config.get_records_limit, int(config.max_response_bytes / max(mean, 1.0))))
-
-    def poll(self) -> int:
-        """One GetRecords call; returns how many Kinesis records it added to the buffer."""
-        try:
-            response = self.worker.kinesis.get_records(ShardIterator=self.iterator, Limit=self.limit())
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ExpiredIteratorException":
-                raise
-            self.iterator = self._new_iterator()
-            return 0
-        records = response.get("Records", [])
-        self.lag_ms = int(response.get("MillisBehindLatest", 0))
-        next_iterator = response.get("NextShardIterator")
-        if next_iterator:
-            self.iterator = next_iterator
-        response_bytes = 0
-        for r in records:
-            self.buffer.append(KinesisRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"],
-                                             r["ApproximateArrivalTimestamp"]))
-            response_bytes += len(r["Data"])
-        self.buffered_bytes += response_bytes
-        if records:
-            mean = response_bytes / len(records)
-            self.record_bytes = mean if self.record_bytes is None else 0.5 * (self.record_bytes + mean)
-        if records:
-            self.last_read = records[-1]["SequenceNumber"]
-            if self.buffer_started is None:
-                self.buffer_started = self.worker.clock()
-        self.caught_up = not records and self.lag_ms == 0
-        if not next_iterator and not records:
-            # real Kinesis ends a closed shard's iterator; moto never does (see ShardInfo.closed)
-            self.caught_up = True
-        return len(records)
-
-    def due(self) -> bool:
-        policy = self.worker.config.flush
-        if not self.buffer:
-            return False
-        if len(self.buffer) >= policy.max_records or self.buffered_bytes >= policy.max_bytes:
-            return True
-        started = self.buffer_started if self.buffer_started is not None else self.worker.clock()
-        if self.worker.clock() - started >= policy.max_seconds:
-            return True
-        return self.caught_up and self.worker.config.flush_when_idle
-
-    def at_end(self) -> bool:
-        """A closed shard is done once everything up to its ending sequence number is checkpointed."""
-        if not self.info.closed or self.buffer:
-            return False
-        ending = int(self.info.ending_sequence or 0)
-        reached = self.checkpoint is not None and self.checkpoint.sequence >= ending
-        return reached or self.caught_up
-
-    def flush(self) -> FlushEvent | None:
-        """Write the buffer to raw, then move the checkpoint; ConditionFailedError if the lease was lost."""
-        if not self.buffer:
-            return None
-        worker = self.worker
-        result = build_batch(self.shard_id, self.buffer, worker.resolve, after=self.checkpoint)
-        written = write_batch(worker.lake, result)
-        assert result.last is not None  # a non-empty buffer always has a last position
-        finished = self.info.closed and result.last.sequence >= int(self.info.ending_sequence or 0)
-        if self.checkpoint is None or self.checkpoint < result.last:
-            worker.store.set_checkpoint(worker.config.stream, self.shard_id, result.last, lease=self.lease,
-                                        finished=finished)
-            self.checkpoint = result.last
-        elif finished:
-            worker.store.finish_shard(worker.config.stream, self.shard_id, lease=self.lease)
-        self.buffer = []
-        self.buffered_bytes = 0
-        self.buffer_started = None
-        if not written.raw_files and not written.dlq_files:
-            return None  # only records a restart re-read and skipped: nothing to report
-        first = min((b.first for b in result.raw), default=None)
-        event = FlushEvent(self.shard_id, first, result.last, written.rows, written.dead,
-                           tuple(written.raw_files + written.dlq_files), finished)
-        worker.record_flush(self, event, result.user_records, result.kinesis_records, result.bytes)
-        return event
 
 
 class Worker:
@@ -235,8 +112,10 @@ class Worker:
         self.history: list[tuple[str, str]] = []  # ("take" | "flush" | "finish" | "release" | "lost", shard)
         self.shards: list[ShardInfo] = []
         self.pending: list[ShardInfo] = []
+        self.discovered: dict[str, ShardInfo] = {}  # children named by GetRecords' ChildShards
         self._presence: Lease | None = None
         self._rebalanced_at: float | None = None
+        self._leases_seen: dict[str, Lease] = {}  # shard -> another holder's lease as first seen
 
     # -- naming ------------------------------------------------------------------------------------
 
@@ -259,9 +138,15 @@ class Worker:
         alive = [lease for lease in self.store.leases(self.presence_prefix()) if lease.expires >= now]
         return max(len(alive), 1)
 
+    def discover(self, children: Iterable[ShardInfo]) -> None:
+        """Children a closed shard's last GetRecords named: readable even before ListShards shows them."""
+        for child in children:
+            self.discovered.setdefault(child.shard_id, child)
+        self._rebalanced_at = None
+
     def rebalance(self) -> None:
         """Refresh the shard list, drop finished shards, shed shards above our share, take free ones."""
-        self.shards = list_shards(self.kinesis, self.config.stream)
+        self.shards = with_discovered(list_shards(self.kinesis, self.config.stream), self.discovered)
         finished = self.store.finished_shards(self.config.stream)
         candidates = readable(self.shards, finished)
         self.pending = candidates
@@ -339,7 +224,8 @@ class Worker:
                 if reader.due():
                     reader.flush()
                 if reader.at_end():
-                    self.store.finish_shard(self.config.stream, shard_id, lease=reader.lease)
+                    if not reader.finished:  # its last flush did not already say so
+                        self.store.finish_shard(self.config.stream, shard_id, lease=reader.lease)
                     self.history.append(("finish", shard_id))
                     self._drop(shard_id, release=True)
             except ConditionFailedError:
@@ -348,27 +234,76 @@ class Worker:
         return read
 
     def idle(self) -> bool:
-        """Caught up: every held shard read to the tip and flushed, and no readable shard left unowned."""
-        if any(not r.caught_up or r.buffer for r in self.readers.values()):
-            return False
-        return all(s.shard_id in self.readers or self._owned_elsewhere(s.shard_id) for s in self.pending)
+        """Caught up: every held shard read to the tip and flushed, every other readable shard in live hands."""
+        return not self._busy() and not self.unreadable()
 
-    def _owned_elsewhere(self, shard_id: str) -> bool:
-        lease = self.store.lease(self.shard_lease_name(shard_id))
-        return lease is not None and lease.owner != self.worker_id and lease.expires >= self.clock()
+    def _busy(self) -> bool:
+        return any(not r.caught_up or r.buffer for r in self.readers.values())
+
+    def unreadable(self) -> list[tuple[str, Lease | None]]:
+        """Readable shards this worker does not hold and no live worker is seen holding, with their lease.
+
+        A holder is live once its lease was seen renewed (workers renew at half the lease
+        time); a dead worker's lease is not renewed, so its shards stay here until the
+        lease expires and this worker takes them over.
+        """
+        waiting: list[tuple[str, Lease | None]] = []
+        now = self.clock()
+        for info in self.pending:
+            if info.shard_id in self.readers:
+                continue
+            lease = self.store.lease(self.shard_lease_name(info.shard_id))
+            if lease is None or lease.owner == self.worker_id or lease.expires < now:
+                waiting.append((info.shard_id, lease))
+                continue
+            first = self._leases_seen.setdefault(info.shard_id, lease)
+            if (first.owner, first.token) != (lease.owner, lease.token):
+                self._leases_seen[info.shard_id] = lease  # a new holder: wait for it to renew as well
+            elif lease.expires > first.expires:
+                continue  # renewed since first seen: a live worker reads it
+            waiting.append((info.shard_id, lease))
+        return waiting
 
     def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
-        """Loop until ``stop`` is set (or, with ``until_idle``, until caught up); always flush and let go."""
+        """Loop until ``stop`` is set (or, with ``until_idle``, until caught up); always flush and let go.
+
+        With ``until_idle``, shards held by workers not seen alive are waited for (a crashed
+        worker's leases expire, then this worker takes them over); if some are still out of
+        reach ``config.unreadable_deadline_seconds`` after they were first found so, the run
+        ends with ``ShardsUnreadableError`` naming them and their holders.
+        """
         stop = stop or threading.Event()
+        blocked_since: float | None = None
         try:
             while not stop.is_set():
                 read = self.step()
-                if until_idle and self.idle():
-                    break
+                if until_idle and not self._busy():
+                    waiting = self.unreadable()
+                    if not waiting:
+                        break
+                    blocked_since = self._check_deadline(waiting, blocked_since)
+                    self._rebalanced_at = None  # take each one over as soon as its lease expires
+                else:
+                    blocked_since = None
                 if read == 0:
                     stop.wait(self.config.idle_sleep_seconds)
         finally:
             self.shutdown()
+
+    def _check_deadline(self, waiting: list[tuple[str, Lease | None]], blocked_since: float | None) -> float:
+        """Wall time since caught up with shards still out of reach; raise once past the deadline."""
+        started = time.monotonic() if blocked_since is None else blocked_since
+        if time.monotonic() - started < self.config.unreadable_deadline_seconds:
+            return started
+        held = ", ".join(
+            f"{shard} (free, not taken)" if lease is None or lease.expires < self.clock()
+            else f"{shard} (held by {lease.owner} until {_utc(lease.expires)})"
+            for shard, lease in waiting
+        )
+        raise ShardsUnreadableError(
+            f"stream {self.config.stream}: {len(waiting)} shard(s) still unreadable after "
+            f"{self.config.unreadable_deadline_seconds:g} s: {held}"
+        )
 
     def shutdown(self) -> None:
         """Flush and checkpoint every held shard, then release the leases so others take over at once."""
@@ -403,3 +338,7 @@ class Worker:
                  "MillisBehindLatest": reader.lag_ms},
                 {"Stream": self.config.stream, "Shard": reader.shard_id}, METRIC_UNITS,
             )
+
+
+def _utc(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,16 +1,14 @@
-"""The shard consumer against moto's server: leases, checkpoints, crashes, resharding, the CLI."""
+"""The shard consumer against moto's server: leases, checkpoints, crashes, the CLI (resharding: test_shard_lifecycle)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from hybrid_ingest import rawformat
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
 from hybrid_ingest.lake import Lake
@@ -18,17 +16,18 @@ from hybrid_ingest.metrics import Metrics
 from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
-from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
+from streaming_consumer.runtime import ConsumerConfig, FlushPolicy
 from streaming_consumer.shards import ShardInfo, list_shards, readable
-from tests.consumer.events import customer_event, put_aggregated, read_dlq, read_raw
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.consumer.events import read_dlq, read_raw
+from tests.consumer.workers import (
+    FakeClock,
+    config,
+    make_store,
+    make_stream,
+    merged_view,
+    produce_customers,
+    worker,
+)
 
 
 class Crash(BaseException):
@@ -40,42 +39,6 @@ class CrashingStore(StateStore):
 
     def set_checkpoint(self, *args: Any, **kwargs: Any) -> None:
         raise Crash("killed between file write and checkpoint")
-
-
-def config(stream: str, **flush: Any) -> ConsumerConfig:
-    return ConsumerConfig(stream=stream, flush=FlushPolicy(**flush), lease_seconds=10, idle_sleep_seconds=0,
-                          rebalance_seconds=0)
-
-
-def make_store(clients: Clients, clock: FakeClock, cls: type[StateStore] = StateStore) -> StateStore:
-    names = clients.settings.names
-    return cls(clients.dynamodb, names.state_table, names.runs_table, clock=clock)
-
-
-def worker(clients: Clients, lake: Lake, registry: Registry, cfg: ConsumerConfig, clock: FakeClock,
-           store_cls: type[StateStore] = StateStore, name: str | None = None) -> Worker:
-    return Worker(clients.kinesis, make_store(clients, clock, store_cls), lake, registry.by_fingerprint, cfg,
-                  worker_id=name, clock=clock)
-
-
-def produce_customers(clients: Clients, registry: Registry, stream: str, keys: range, seq: int = 1,
-                      aggregated: bool = True) -> list[tuple[int, int]]:
-    version = registry.latest("customers")
-    items = [(f"customers|{k}", version.codec.encode(customer_event(k, seq))) for k in keys]
-    put_aggregated(clients.kinesis, stream, items, aggregated)
-    return [(k, seq) for k in keys]
-
-
-def merged_view(lake: Lake) -> Counter[tuple[int, int]]:
-    """What the merge would see: raw rows deduplicated on (_shard, _kpos), counted per (key, seq)."""
-    raw = read_raw(lake, "customers").to_pylist()
-    unique = {(r[rawformat.SHARD], r[rawformat.KPOS]): (r["customer_id"], r[rawformat.SEQ]) for r in raw}
-    return Counter(unique.values())
-
-
-def make_stream(clients: Clients, name: str, shards: int) -> str:
-    clients.kinesis.create_stream(StreamName=name, ShardCount=shards)
-    return name
 
 
 def test_until_idle_reads_every_shard_checkpoints_and_records_stats(
@@ -158,27 +121,6 @@ def test_two_workers_split_four_shards_and_one_takes_over_when_the_other_dies(
     clock.now += 11
     b.run(until_idle=True)
     assert len({f.shard for f in b.flushes}) == 4
-    assert merged_view(lake) == Counter(produced)
-
-
-def test_a_split_shard_is_read_parent_first(initialized: Clients, lake: Lake, registry: Registry) -> None:
-    stream = make_stream(initialized, "resharded", 1)
-    produced = produce_customers(initialized, registry, stream, range(50), seq=1)
-    [parent] = list_shards(initialized.kinesis, stream)
-    initialized.kinesis.split_shard(StreamName=stream, ShardToSplit=parent.shard_id,
-                                    NewStartingHashKey=str(2**127))
-    # moto keeps routing puts to the closed parent (the first shard whose range holds the key), so
-    # these land there too; on Kinesis they would go to the children
-    produced += produce_customers(initialized, registry, stream, range(50), seq=2)
-    clock = FakeClock()
-    w = worker(initialized, lake, registry, config(stream), clock)
-    w.run(until_idle=True)
-    children = {s.shard_id for s in list_shards(initialized.kinesis, stream) if parent.shard_id in s.parents}
-    assert len(children) == 2
-    finished_at = w.history.index(("finish", parent.shard_id))
-    assert ("flush", parent.shard_id) in w.history[:finished_at]
-    assert all(w.history.index(("take", child)) > finished_at for child in children)
-    assert parent.shard_id in make_store(initialized, clock).finished_shards(stream)
     assert merged_view(lake) == Counter(produced)
 
 
