@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,17 @@ class StateStore:
         self._state = state_table
         self._runs = runs_table
         self._clock = clock
+        self.page_size: int | None = None  # tests set it to see queries cross pages
+
+    def _query(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a query, across pages (a page ends at 1 MB, or at ``page_size`` items)."""
+        kwargs = {**kwargs, **({"Limit": self.page_size} if self.page_size else {})}
+        while True:
+            page = self._ddb.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- shard checkpoints --------------------------------------------------------------------
 
@@ -94,13 +105,9 @@ class StateStore:
             "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}},
             "ConsistentRead": True,
         }
-        while True:
-            page = self._ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                result[item["sk"]["S"]] = Position.parse(item["position"]["S"])
-            if "LastEvaluatedKey" not in page:
-                return result
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._query(kwargs):
+            result[item["sk"]["S"]] = Position.parse(item["position"]["S"])
+        return result
 
     def checkpoint(self, stream: str, shard: str) -> Position | None:
         item = self._ddb.get_item(
@@ -148,8 +155,7 @@ class StateStore:
             "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}, ":t": {"BOOL": True}},
             "ConsistentRead": True,
         }
-        page = self._ddb.query(**kwargs)
-        return {item["sk"]["S"] for item in page.get("Items", [])}
+        return {item["sk"]["S"] for item in self._query(kwargs)}
 
     def finish_shard(self, stream: str, shard: str, lease: Lease | None = None) -> None:
         """Mark a closed shard finished without moving its checkpoint (its children may start).
@@ -214,22 +220,18 @@ class StateStore:
             "ExpressionAttributeValues": {":pk": {"S": f"consumer#{stream}"}},
             "ConsistentRead": True,
         }
-        while True:
-            page = self._ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                stats: dict[str, Any] = {}
-                for key, value in item.items():
-                    if key in ("pk", "sk"):
-                        continue
-                    if "N" in value:
-                        number = float(value["N"])
-                        stats[key] = int(number) if key != "updated" else number
-                    elif "S" in value:
-                        stats[key] = value["S"]
-                result[item["sk"]["S"]] = stats
-            if "LastEvaluatedKey" not in page:
-                return result
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._query(kwargs):
+            stats: dict[str, Any] = {}
+            for key, value in item.items():
+                if key in ("pk", "sk"):
+                    continue
+                if "N" in value:
+                    number = float(value["N"])
+                    stats[key] = int(number) if key != "updated" else number
+                elif "S" in value:
+                    stats[key] = value["S"]
+            result[item["sk"]["S"]] = stats
+        return result
 
     # -- leases and locks ---------------------------------------------------------------------
 

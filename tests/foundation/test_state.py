@@ -137,3 +137,13 @@ def test_settings_and_run_history(store: StateStore) -> None:
     runs = store.runs("orders")
     assert [r["status"] for r in runs] == ["FAILED", "SUCCEEDED"]
     assert runs[0]["error"] == "boom"
+
+
+def test_shard_queries_read_every_page(store: StateStore) -> None:
+    """A stream with more shards than one query page holds: no checkpoint or finished flag is missed."""
+    for i in range(7):
+        store.set_checkpoint("s", f"shard-{i}", Position(i + 1), finished=i % 2 == 0)
+    store.page_size = 2
+    assert set(store.checkpoints("s")) == {f"shard-{i}" for i in range(7)}
+    assert store.finished_shards("s") == {f"shard-{i}" for i in range(0, 7, 2)}
+    assert len(store.checkpoints("s")) == 7
