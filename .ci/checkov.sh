@@ -10,16 +10,22 @@
 # Usage: .ci/checkov.sh            (from anywhere; exit status 1 on any failed check)
 # Env:   CHECKOV_VENV=dir          (default: <repo>/.checkov-venv)
 #        CHECKOV_VERSION=spec      (default: ==3.3.30, the version the skips were written against)
+#        PYTHON=interpreter        (default: python3) that creates the venv
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CHECKOV_VENV:-${ROOT}/.checkov-venv}"
 VERSION="${CHECKOV_VERSION:-==3.3.30}"
 
-if [ ! -x "${VENV}/bin/checkov" ]; then
-  echo "creating ${VENV} (checkov${VERSION})" >&2
-  python3 -m venv "${VENV}"
-  "${VENV}/bin/pip" install --quiet --disable-pip-version-check "checkov${VERSION}"
+# An existing venv is reused only if it holds the pinned version (the skips are
+# written against it); otherwise, or after an interrupted install, it is rebuilt.
+installed="$("${VENV}/bin/checkov" --version 2>/dev/null || true)"
+if [ -z "${installed}" ] || { [[ "${VERSION}" == ==* ]] && [ "${installed}" != "${VERSION#==}" ]; }; then
+  echo "creating ${VENV} (checkov${VERSION}; found: ${installed:-none})" >&2
+  rm -rf "${VENV}"
+  "${PYTHON:-python3}" -m venv "${VENV}"
+  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "checkov${VERSION}"
 fi
 
 cd "${ROOT}"

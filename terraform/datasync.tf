@@ -1,7 +1,7 @@
 # DataSync: the on-prem agent copies the nightly extracts (written by
 # `producers bulk` as <table>/<extract_id>/part-*.parquet + _manifest.json) from
 # an NFS export to s3://lake/landing/. Created only when an agent activation key
-# is given. The bulk producer writes _manifest.json last; DataSync copies files
+# is given; it may write only the landing/<table>/ folders of var.producers' tables. The bulk producer writes _manifest.json last; DataSync copies files
 # in no guaranteed order, so the merge ignores an extract until its manifest
 # is present and its parts match the manifest's sha256 (and the manifest's
 # EventBridge notification starts the workflow).
@@ -49,6 +49,13 @@ resource "aws_datasync_location_s3" "landing" {
   s3_config {
     bucket_access_role_arn = aws_iam_role.datasync[0].arn
   }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.landing_tables) > 0
+      error_message = "DataSync writes only the landing/<table>/ folders of var.producers' tables: name at least one."
+    }
+  }
 }
 
 resource "aws_cloudwatch_log_group" "datasync" {
@@ -75,6 +82,12 @@ data "aws_iam_policy_document" "datasync_logs" {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:datasync:${local.region}:${local.account_id}:task/*"]
     }
   }
 }

@@ -1,13 +1,14 @@
-# Glue Data Catalog. The curated database's tables and partitions are created
-# and switched by the merge job (a new partition version becomes visible only by
-# the catalog switch), so terraform owns only the databases here. The raw
+# Glue Data Catalog. The curated database's tables are Apache Iceberg tables
+# that the merge job creates and commits through pyiceberg's Glue catalog (one
+# snapshot per table per run; Athena reads them through the same catalog), so
+# terraform owns only the databases here. The raw
 # database gets one table over raw/ with partition projection: Athena finds
 # raw/<table>/ingest_date=.../ingest_hour=... without any partition being
 # registered (handy for debugging and replay audits).
 
 resource "aws_glue_catalog_database" "curated" {
   name         = local.names.curated_database
-  description  = "hybrid-ingest curated tables (Parquet, merged; one live v=<run_id> per partition)"
+  description  = "hybrid-ingest curated tables (Apache Iceberg, committed by the merge job)"
   location_uri = "${local.lake_uri}/${local.zones.curated}"
 }
 

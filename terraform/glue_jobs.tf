@@ -6,7 +6,12 @@
 #     because pip would then also pull the library's local-only dependencies
 #     (pyspark, moto, ...) into the job;
 #   * --additional-python-modules pip-installs the third-party modules the
-#     library needs on Glue (var.glue_additional_python_modules).
+#     library needs on Glue (var.glue_additional_python_modules), each pinned to
+#     the exact version the tests ran with; that includes pyiceberg (and
+#     pyiceberg-core for the partition transforms), with which the merge job
+#     commits the curated Iceberg tables. PyPI pins rather than wheels the build
+#     uploads: Glue 5.0 installs from PyPI natively, and the pins are checked
+#     against pyproject.toml's ranges by tests/infra.
 #
 # Job arguments the scripts read: --name_prefix, --lake_uri, --region,
 # --metrics_namespace, and for the streaming job --stream, --prefix,

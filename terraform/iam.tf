@@ -1,9 +1,13 @@
-# Least-privilege roles. Every action is named (no "*" or "service:*"), and
-# every resource comes from another resource's attributes. The only
+# Least-privilege roles. Every allowed action is named (no "*" or "service:*"),
+# and every resource comes from another resource's attributes. The only
 # `resources = ["*"]` are for actions AWS does not scope to resources
 # (cloudwatch:PutMetricData, which is narrowed by namespace instead; the
 # CloudWatch Logs delivery and X-Ray actions of Step Functions; EC2 Describe*
-# for Glue in a VPC). tests/infra/checks.py enforces both rules.
+# for Glue in a VPC). Every role carries the deploy stack's permissions
+# boundary (var.permissions_boundary_arn), and every trust policy names the
+# account and the resources that may assume the role (aws:SourceAccount and
+# aws:SourceArn). tests/infra (infra_checks.py, terraform_security.py) enforces
+# these rules.
 
 locals {
   arn_prefix = "arn:${local.partition}"
@@ -22,6 +26,31 @@ locals {
 
   s3_object_read  = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"]
   s3_object_write = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+  # Dead letters are written per stage: dlq/<stage>/<reason>/... (hybrid_ingest.layout.dlq_file).
+  dlq_stream = "${local.zones.dlq}stream/" # streaming_consumer.sink.DLQ_STAGE
+  dlq_merge  = "${local.zones.dlq}merge/"  # glue_jobs.inputs.DLQ_STAGE
+
+  # A curated table is an Iceberg table located at curated/<table>/: pyiceberg's
+  # data/ and metadata/ folders, and the merge's tombstone files
+  # (hybrid_ingest.layout.TOMBSTONES) beside them.
+  curated_table_folders = ["data/", "metadata/", "_tombstones/"]
+  curated_table_objects = [for f in local.curated_table_folders : "${aws_s3_bucket.lake.arn}/${local.zones.curated}*/${f}*"]
+
+  # Tables each producer (and DataSync, for all of them) may land extracts for.
+  landing_tables = sort(distinct(flatten(values(var.producers))))
+
+  # Who may assume each service role: the service, for this account, on behalf
+  # of these resources only. Step Functions, Scheduler and EventBridge name the
+  # state machine, schedule group and rule that assume; Glue and DataSync name
+  # the job or task, for which AWS documents the region-and-account pattern.
+  trusted_sources = {
+    glue      = ["${local.arn_prefix}:glue:${local.region}:${local.account_id}:*"]
+    states    = ["${local.arn_prefix}:states:${local.region}:${local.account_id}:stateMachine:${local.names.state_machine}"]
+    scheduler = [aws_scheduler_schedule_group.this.arn]
+    events    = [aws_cloudwatch_event_rule.manifest_landed.arn]
+    datasync  = ["${local.arn_prefix}:datasync:${local.region}:${local.account_id}:*"]
+  }
 }
 
 # ================================================================ shared statements
@@ -114,9 +143,10 @@ data "aws_iam_policy_document" "glue_common" {
   }
 }
 
-# Trust policies: each service may assume its role only on behalf of this account.
+# Trust policies: each service may assume its role only on behalf of this
+# account and of the resources in local.trusted_sources (confused deputy).
 data "aws_iam_policy_document" "assume" {
-  for_each = toset(["glue", "states", "scheduler", "events", "datasync"])
+  for_each = local.trusted_sources
 
   statement {
     actions = ["sts:AssumeRole"]
@@ -131,15 +161,22 @@ data "aws_iam_policy_document" "assume" {
       variable = "aws:SourceAccount"
       values   = [local.account_id]
     }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = each.value
+    }
   }
 }
 
 # ================================================================ Glue streaming job
 
 resource "aws_iam_role" "glue_stream" {
-  name               = "${var.name_prefix}-glue-stream"
-  description        = "Glue streaming job ${local.names.streaming_job}: Kinesis -> raw/"
-  assume_role_policy = data.aws_iam_policy_document.assume["glue"].json
+  name                 = "${var.name_prefix}-glue-stream"
+  description          = "Glue streaming job ${local.names.streaming_job}: Kinesis -> raw/"
+  assume_role_policy   = data.aws_iam_policy_document.assume["glue"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 data "aws_iam_policy_document" "glue_stream" {
@@ -160,7 +197,7 @@ data "aws_iam_policy_document" "glue_stream" {
   statement {
     sid       = "WriteRawDlqCheckpoints"
     actions   = concat(local.s3_object_read, local.s3_object_write)
-    resources = [for p in [local.zones.raw, local.zones.dlq, local.checkpoint_prefix] : "${aws_s3_bucket.lake.arn}/${p}*"]
+    resources = [for p in [local.zones.raw, local.dlq_stream, local.checkpoint_prefix] : "${aws_s3_bucket.lake.arn}/${p}*"]
   }
 
   statement {
@@ -177,7 +214,7 @@ data "aws_iam_policy_document" "glue_stream" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = [for p in [local.zones.raw, local.zones.dlq, local.checkpoint_prefix] : "${p}*"]
+      values   = [for p in [local.zones.raw, local.dlq_stream, local.checkpoint_prefix] : "${p}*"]
     }
   }
 
@@ -215,11 +252,21 @@ resource "aws_iam_role_policy" "glue_stream" {
 # ================================================================ Glue merge job
 
 resource "aws_iam_role" "glue_merge" {
-  name               = "${var.name_prefix}-glue-merge"
-  description        = "Glue job ${local.names.merge_job}: raw + landing -> curated, catalog switch, watermarks"
-  assume_role_policy = data.aws_iam_policy_document.assume["glue"].json
+  name                 = "${var.name_prefix}-glue-merge"
+  description          = "Glue jobs ${local.names.merge_job} and plan: raw + landing -> curated Iceberg tables, watermarks"
+  assume_role_policy   = data.aws_iam_policy_document.assume["glue"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
+# The merge reads raw/ and landing/ and never writes either: an extract whose
+# manifest does not verify stays where it landed and gets a dead-letter record
+# under dlq/merge/ (glue_jobs/inputs.py), which is also what keeps it from being
+# verified again. Curated tables are Iceberg tables committed through the Glue
+# catalog: pyiceberg creates a table (CreateTable), and commits a snapshot by
+# UpdateTable with the VersionId it read (Glue refuses the update if the table
+# moved since: the optimistic, fenced commit). Snapshot expiry and orphan-file
+# removal delete data and metadata files; tables are never dropped
+# (no DeleteTable), and nothing uses catalog partitions any more.
 data "aws_iam_policy_document" "glue_merge" {
   source_policy_documents = [data.aws_iam_policy_document.glue_common.json]
 
@@ -230,15 +277,15 @@ data "aws_iam_policy_document" "glue_merge" {
   }
 
   statement {
-    sid       = "WriteCuratedAndDlq"
+    sid       = "DeadLetterBadExtracts"
     actions   = concat(local.s3_object_read, local.s3_object_write)
-    resources = [for p in [local.zones.curated, local.zones.dlq] : "${aws_s3_bucket.lake.arn}/${p}*"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.dlq_merge}*"]
   }
 
   statement {
-    sid       = "RetireOldVersions"
-    actions   = ["s3:DeleteObject", "s3:PutObjectTagging"]
-    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.curated}*"]
+    sid       = "IcebergDataAndMetadata"
+    actions   = concat(local.s3_object_read, local.s3_object_write, ["s3:DeleteObject"])
+    resources = local.curated_table_objects
   }
 
   statement {
@@ -249,7 +296,7 @@ data "aws_iam_policy_document" "glue_merge" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = [for p in values(local.zones) : "${p}*"]
+      values   = [for p in [local.zones.raw, local.zones.landing, local.zones.curated, local.dlq_merge] : "${p}*"]
     }
   }
 
@@ -279,22 +326,13 @@ data "aws_iam_policy_document" "glue_merge" {
   }
 
   statement {
-    sid = "CuratedCatalog"
+    sid = "IcebergCatalog"
     actions = [
       "glue:GetDatabase",
       "glue:GetTable",
       "glue:GetTables",
       "glue:CreateTable",
       "glue:UpdateTable",
-      "glue:GetPartition",
-      "glue:GetPartitions",
-      "glue:BatchGetPartition",
-      "glue:CreatePartition",
-      "glue:BatchCreatePartition",
-      "glue:UpdatePartition",
-      "glue:BatchUpdatePartition",
-      "glue:DeletePartition",
-      "glue:BatchDeletePartition",
     ]
     resources = [local.glue_catalog_arn, local.glue_curated_db_arn, local.glue_curated_tables_arn]
   }
@@ -309,9 +347,10 @@ resource "aws_iam_role_policy" "glue_merge" {
 # ================================================================ Step Functions workflow
 
 resource "aws_iam_role" "workflow" {
-  name               = "${var.name_prefix}-workflow"
-  description        = "State machine ${local.names.state_machine}: lock, merge every table, commit, unlock, alert"
-  assume_role_policy = data.aws_iam_policy_document.assume["states"].json
+  name                 = "${var.name_prefix}-workflow"
+  description          = "State machine ${local.names.state_machine}: lock, merge every table, commit, unlock, alert"
+  assume_role_policy   = data.aws_iam_policy_document.assume["states"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 data "aws_iam_policy_document" "workflow" {
@@ -364,6 +403,8 @@ data "aws_iam_policy_document" "workflow" {
   }
 
   # Vended log delivery and X-Ray do not support resource-level permissions.
+  # logs:PutResourcePolicy (account-wide, no resource scope) is not needed:
+  # terraform puts the log group's delivery policy itself (stepfunctions.tf).
   statement {
     sid = "ExecutionLogsAndTraces"
     actions = [
@@ -372,7 +413,6 @@ data "aws_iam_policy_document" "workflow" {
       "logs:UpdateLogDelivery",
       "logs:DeleteLogDelivery",
       "logs:ListLogDeliveries",
-      "logs:PutResourcePolicy",
       "logs:DescribeResourcePolicies",
       "logs:DescribeLogGroups",
       "xray:PutTraceSegments",
@@ -400,9 +440,10 @@ data "aws_iam_policy_document" "start_workflow" {
 }
 
 resource "aws_iam_role" "scheduler" {
-  name               = "${var.name_prefix}-scheduler"
-  description        = "EventBridge Scheduler: start ${local.names.state_machine} periodically"
-  assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
+  name                 = "${var.name_prefix}-scheduler"
+  description          = "EventBridge Scheduler: start ${local.names.state_machine} periodically"
+  assume_role_policy   = data.aws_iam_policy_document.assume["scheduler"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "scheduler" {
@@ -412,9 +453,10 @@ resource "aws_iam_role_policy" "scheduler" {
 }
 
 resource "aws_iam_role" "events" {
-  name               = "${var.name_prefix}-events"
-  description        = "EventBridge rule: start ${local.names.state_machine} when an extract manifest lands"
-  assume_role_policy = data.aws_iam_policy_document.assume["events"].json
+  name                 = "${var.name_prefix}-events"
+  description          = "EventBridge rule: start ${local.names.state_machine} when an extract manifest lands"
+  assume_role_policy   = data.aws_iam_policy_document.assume["events"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "events" {
@@ -428,25 +470,41 @@ resource "aws_iam_role_policy" "events" {
 resource "aws_iam_role" "datasync" {
   count = local.datasync_enabled ? 1 : 0
 
-  name               = "${var.name_prefix}-datasync"
-  description        = "DataSync: nightly extracts -> s3 landing/"
-  assume_role_policy = data.aws_iam_policy_document.assume["datasync"].json
+  name                 = "${var.name_prefix}-datasync"
+  description          = "DataSync: nightly extracts -> s3 landing/"
+  assume_role_policy   = data.aws_iam_policy_document.assume["datasync"].json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
+# DataSync writes only the landing/<table>/ folders of the producers' tables
+# (var.producers): a folder of any other table on the NFS export fails its
+# transfer instead of landing.
 data "aws_iam_policy_document" "datasync" {
   statement {
     sid       = "LakeBucket"
-    actions   = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    actions   = ["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
     resources = [aws_s3_bucket.lake.arn]
   }
 
   statement {
-    sid = "LandingObjects"
+    sid       = "ListLanding"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = concat([local.zones.landing], [for t in local.landing_tables : "${local.zones.landing}${t}/*"])
+    }
+  }
+
+  statement {
+    sid = "LandingObjectsOfTheTables"
     actions = concat(local.s3_object_read, local.s3_object_write, [
       "s3:PutObjectTagging",
       "s3:DeleteObject",
     ])
-    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.landing}*"]
+    resources = [for t in local.landing_tables : "${aws_s3_bucket.lake.arn}/${local.zones.landing}${t}/*"]
   }
 
   statement {
@@ -464,9 +522,17 @@ resource "aws_iam_role_policy" "datasync" {
   policy = data.aws_iam_policy_document.datasync.json
 }
 
-# ================================================================ producers (attach to the on-prem identity)
+# ================================================================ producers (attach to the on-prem identities)
 
+# One policy per producer (var.producers): it publishes change events and lands
+# extracts for its own tables only. A producer writes its parts, then the
+# manifest; a failed push removes what it wrote (so it may read, list and
+# delete under its own tables' landing folders). The stream is shared: a
+# Kinesis record cannot be scoped to a table by IAM, the merge checks every
+# event against its table's schema instead.
 data "aws_iam_policy_document" "producer" {
+  for_each = var.producers
+
   statement {
     sid       = "PublishChanges"
     actions   = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kinesis:ListShards"]
@@ -479,10 +545,28 @@ data "aws_iam_policy_document" "producer" {
     resources = [local.dynamodb_arns.registry]
   }
 
-  statement {
-    sid       = "LandExtracts"
-    actions   = local.s3_object_write
-    resources = ["${aws_s3_bucket.lake.arn}/${local.zones.landing}*"]
+  dynamic "statement" {
+    for_each = length(each.value) > 0 ? [1] : []
+    content {
+      sid       = "LandExtractsOfItsTables"
+      actions   = concat(local.s3_object_write, ["s3:GetObject", "s3:DeleteObject"])
+      resources = [for t in each.value : "${aws_s3_bucket.lake.arn}/${local.zones.landing}${t}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value) > 0 ? [1] : []
+    content {
+      sid       = "ListItsLandingFolders"
+      actions   = ["s3:ListBucket"]
+      resources = [aws_s3_bucket.lake.arn]
+
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = [for t in each.value : "${local.zones.landing}${t}/*"]
+      }
+    }
   }
 
   statement {
@@ -493,7 +577,9 @@ data "aws_iam_policy_document" "producer" {
 }
 
 resource "aws_iam_policy" "producer" {
-  name        = "${var.name_prefix}-producer"
-  description = "What an on-prem producer (apps, Kafka bridge, bulk push) needs; attach to its IAM Roles Anywhere role or user."
-  policy      = data.aws_iam_policy_document.producer.json
+  for_each = var.producers
+
+  name        = "${var.name_prefix}-producer-${each.key}"
+  description = "On-prem producer ${each.key} (apps, Kafka bridge, bulk push): publish changes, land extracts of ${join(", ", each.value)}; attach to its IAM Roles Anywhere role or user."
+  policy      = data.aws_iam_policy_document.producer[each.key].json
 }

@@ -9,12 +9,16 @@ provider "aws" {
   region = var.region
 
   default_tags {
-    tags = merge(var.tags, {
-      Project     = "hybrid-ingest"
-      Environment = var.environment
-      ManagedBy   = "terraform"
-    })
+    tags = merge(var.tags, local.project_tags)
   }
+}
+
+# The project key is created through this provider, with exactly
+# local.project_tags: the deploy role may create a KMS key only with those
+# tags (CFN/seed.yaml, CreateTheProjectKey), whatever var.tags holds.
+provider "aws" {
+  alias  = "project_key"
+  region = var.region
 }
 
 data "aws_caller_identity" "current" {}
@@ -24,6 +28,14 @@ data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
+  # Tags on every resource; CFN/seed.yaml's deploy policies match Project and
+  # Environment when they scope by tag (KMS key creation, EC2, DataSync).
+  project_tags = {
+    Project     = "hybrid-ingest"
+    Environment = var.environment
+    ManagedBy   = "terraform"
+  }
+
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
@@ -73,4 +85,11 @@ locals {
   library_wheel_uri = "${local.release_uri}/dist/${var.library_wheel_name}"
 
   glue_in_vpc = var.glue_subnet_id != null
+
+  # ARN patterns of this configuration's alarms, event rules and schedules: the
+  # services acting on their behalf are told apart by aws:SourceArn in the
+  # topic and key policies (patterns by name, as the key cannot depend on them).
+  alarm_arns      = "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:${var.name_prefix}-*"
+  event_rule_arns = "arn:${local.partition}:events:${local.region}:${local.account_id}:rule/${var.name_prefix}-*"
+  schedule_arns   = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${var.name_prefix}/*"
 }

@@ -11,19 +11,48 @@ resource "aws_sns_topic" "alerts" {
 
 data "aws_iam_policy_document" "alerts" {
   statement {
-    sid       = "AccountServicesPublish"
+    sid       = "AlarmsPublish"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.alerts.arn]
 
     principals {
       type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+      identifiers = ["cloudwatch.amazonaws.com"]
     }
 
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [local.alarm_arns]
+    }
+  }
+
+  statement {
+    sid       = "EventRulesPublish"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [local.event_rule_arns]
     }
   }
 

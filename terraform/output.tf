@@ -93,9 +93,9 @@ output "kms_key_arn" {
   value       = aws_kms_key.main.arn
 }
 
-output "producer_policy_arn" {
-  description = "Managed policy to attach to on-prem producer identities."
-  value       = aws_iam_policy.producer.arn
+output "producer_policy_arns" {
+  description = "Managed policy of each producer (var.producers), to attach to its on-prem identity."
+  value       = { for name, p in aws_iam_policy.producer : name => p.arn }
 }
 
 output "workflow_log_group_name" {

@@ -1,14 +1,22 @@
 # Buckets: the lake (zones are prefixes: landing/, raw/, dlq/, curated/), the
 # scripts/artifacts bucket the build uploads to, Athena results, and the access
 # log bucket the other three log to. Every bucket: public access blocked,
-# BucketOwnerEnforced, TLS-only policy, versioning; data buckets use SSE-KMS with
-# the project key (the access log bucket uses SSE-S3: S3 server access logging
-# cannot deliver to SSE-KMS buckets).
+# BucketOwnerEnforced, versioning, and a policy that denies every request
+# without TLS 1.2+ and every upload asking for another encryption than the
+# bucket's own; data buckets use SSE-KMS with the project key (the access log
+# bucket uses SSE-S3: S3 server access logging cannot deliver to SSE-KMS buckets).
 
 resource "aws_s3_bucket" "lake" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a per-environment DR decision, not part of the module.
   bucket        = local.lake_bucket_name
   force_destroy = var.force_destroy_buckets
+
+  lifecycle {
+    precondition {
+      condition     = startswith(local.lake_bucket_name, "${var.name_prefix}-")
+      error_message = "Bucket names must start with \"<name_prefix>-\": the deploy role and the permissions boundary only reach buckets named so."
+    }
+  }
 }
 
 resource "aws_s3_bucket" "scripts" {
@@ -16,6 +24,13 @@ resource "aws_s3_bucket" "scripts" {
   #checkov:skip=CKV2_AWS_62:Nothing reacts to uploads of scripts.
   bucket        = local.scripts_bucket_name
   force_destroy = var.force_destroy_buckets
+
+  lifecycle {
+    precondition {
+      condition     = startswith(local.scripts_bucket_name, "${var.name_prefix}-")
+      error_message = "Bucket names must start with \"<name_prefix>-\": the deploy role and the permissions boundary only reach buckets named so."
+    }
+  }
 }
 
 resource "aws_s3_bucket" "athena_results" {
@@ -23,6 +38,13 @@ resource "aws_s3_bucket" "athena_results" {
   #checkov:skip=CKV2_AWS_62:Nothing reacts to query results.
   bucket        = local.athena_bucket_name
   force_destroy = var.force_destroy_buckets
+
+  lifecycle {
+    precondition {
+      condition     = startswith(local.athena_bucket_name, "${var.name_prefix}-")
+      error_message = "Bucket names must start with \"<name_prefix>-\": the deploy role and the permissions boundary only reach buckets named so."
+    }
+  }
 }
 
 resource "aws_s3_bucket" "access_logs" {
@@ -32,6 +54,13 @@ resource "aws_s3_bucket" "access_logs" {
   #checkov:skip=CKV_AWS_145:S3 server access logging only delivers to SSE-S3 buckets.
   bucket        = local.access_logs_bucket
   force_destroy = var.force_destroy_buckets
+
+  lifecycle {
+    precondition {
+      condition     = startswith(local.access_logs_bucket, "${var.name_prefix}-")
+      error_message = "Bucket names must start with \"<name_prefix>-\": the deploy role and the permissions boundary only reach buckets named so."
+    }
+  }
 }
 
 locals {
@@ -102,15 +131,38 @@ resource "aws_s3_bucket_logging" "this" {
   target_prefix = "${each.key}/"
 }
 
-# ---------------------------------------------------------------- bucket policies: TLS only
+# ---------------------------------------------------------------- bucket policies: TLS and encryption
 
-data "aws_iam_policy_document" "tls_only" {
+# What every bucket's policy denies, whoever asks:
+#   * any request (s3:*) on the bucket or its objects without TLS, or with TLS < 1.2;
+#   * an upload that asks for another encryption than the bucket's. Uploads that
+#     name no encryption at all are NOT denied: the bucket's default encryption
+#     (SSE-KMS with the project key) applies to them, and most writers (pyarrow,
+#     DataSync, Glue's own writers) rely on that default and send no header. So
+#     the denies only fire when a header is present (Null = false) and differs:
+#     the algorithm is not aws:kms, or the key is not the project key's ARN, or
+#     aws:kms comes without a key id (S3 would then use the aws/s3 key). A plain
+#     `StringNotEquals` on the algorithm would also match requests without the
+#     header and break every writer that relies on the default.
+#   The access log bucket takes AES256 (SSE-S3) instead, see above.
+locals {
+  bucket_encryption = {
+    lake           = { algorithm = "aws:kms", key_arn = aws_kms_key.main.arn }
+    scripts        = { algorithm = "aws:kms", key_arn = aws_kms_key.main.arn }
+    athena_results = { algorithm = "aws:kms", key_arn = aws_kms_key.main.arn }
+    access_logs    = { algorithm = "AES256", key_arn = null }
+  }
+  # Buckets whose server access logs go to the access log bucket (aws_s3_bucket_logging).
+  logged_bucket_arns = [for k, b in local.kms_buckets : b.arn]
+}
+
+data "aws_iam_policy_document" "bucket" {
   for_each = local.buckets
 
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:*"]
     resources = [each.value.arn, "${each.value.arn}/*"]
 
     principals {
@@ -128,7 +180,7 @@ data "aws_iam_policy_document" "tls_only" {
   statement {
     sid       = "DenyOutdatedTLS"
     effect    = "Deny"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:*"]
     resources = [each.value.arn, "${each.value.arn}/*"]
 
     principals {
@@ -140,6 +192,84 @@ data "aws_iam_policy_document" "tls_only" {
       test     = "NumericLessThan"
       variable = "s3:TlsVersion"
       values   = ["1.2"]
+    }
+  }
+
+  statement {
+    sid       = "DenyOtherEncryption"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${each.value.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = [local.bucket_encryption[each.key].algorithm]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.bucket_encryption[each.key].key_arn == null ? [] : [local.bucket_encryption[each.key].key_arn]
+    content {
+      sid       = "DenyOtherKmsKey"
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${each.value.arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = ["false"]
+      }
+
+      condition {
+        test     = "StringNotEquals"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = [statement.value]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.bucket_encryption[each.key].key_arn == null ? [] : [1]
+    content {
+      sid       = "DenyKmsWithoutProjectKey"
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${each.value.arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption"
+        values   = ["false"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = ["true"]
+      }
     }
   }
 
@@ -160,6 +290,12 @@ data "aws_iam_policy_document" "tls_only" {
         variable = "aws:SourceAccount"
         values   = [local.account_id]
       }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = local.logged_bucket_arns
+      }
     }
   }
 }
@@ -168,7 +304,7 @@ resource "aws_s3_bucket_policy" "this" {
   for_each = local.buckets
 
   bucket = each.value.id
-  policy = data.aws_iam_policy_document.tls_only[each.key].json
+  policy = data.aws_iam_policy_document.bucket[each.key].json
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
@@ -181,24 +317,28 @@ resource "aws_s3_bucket_notification" "lake" {
   eventbridge = true
 }
 
-# Lifecycle of the lake. The merge itself deletes superseded curated
-# v=<run_id> folders once their retention window is over; lifecycle is only the
-# backstop:
+# Lifecycle of the lake. Curated tables are Iceberg tables: the merge expires
+# old snapshots and removes files no snapshot references itself, past the
+# retention window; lifecycle is only the backstop:
 #   * every zone: noncurrent versions (left by overwrites and by the merge's
 #     deletes, the bucket is versioned) expire after noncurrent_version_expiration_days,
 #     and the delete markers left behind are removed;
-#   * curated/: objects TAGGED retired=true expire after
-#     curated_retired_expiration_days. The merge tags a superseded version's
-#     objects retired=true when it switches the catalog, so a crashed or skipped
-#     cleanup never leaves them forever. Live versions are never tagged, so the
-#     rule can never touch what the catalog points at.
 #   * raw/: STANDARD -> STANDARD_IA -> GLACIER (raw is the replay log; merges
 #     read only records above the watermark, i.e. recent files);
 #   * landing/: extracts expire after landing_expiration_days; dlq/ after
-#     dlq_expiration_days.
+#     dlq_expiration_days;
+#   * the whole bucket: incomplete multipart uploads are aborted after 7 days.
 resource "aws_s3_bucket_lifecycle_configuration" "lake" {
-  #checkov:skip=CKV_AWS_300:Every prefix rule aborts incomplete uploads; S3 forbids it on the tag-filtered rule checkov looks at.
   bucket = aws_s3_bucket.lake.id
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
 
   rule {
     id     = "landing"
@@ -211,9 +351,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expiration_days
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
     }
   }
 
@@ -240,9 +377,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expiration_days
     }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
   }
 
   rule {
@@ -256,9 +390,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expiration_days
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
     }
   }
 
@@ -274,25 +405,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     expiration {
       expired_object_delete_marker = true
     }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  rule {
-    id     = "curated-retired-versions"
-    status = "Enabled"
-    filter {
-      and {
-        prefix = local.zones.curated
-        tags = {
-          retired = "true"
-        }
-      }
-    }
-    expiration {
-      days = var.curated_retired_expiration_days
-    }
   }
 
   rule {
@@ -303,9 +415,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 7
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
     }
   }
 }

@@ -81,6 +81,39 @@ resource "aws_cloudwatch_log_group" "workflow" {
   kms_key_id        = aws_kms_key.main.arn
 }
 
+# The state machine's execution logs are a vended log delivery. Its delivery
+# policy is put here rather than by the workflow role at run time, so the role
+# needs no logs:PutResourcePolicy (an account-wide action AWS does not scope).
+data "aws_iam_policy_document" "workflow_logs" {
+  statement {
+    sid       = "VendedLogDelivery"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workflow.arn}:*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["delivery.logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:*"]
+    }
+  }
+}
+
+resource "aws_cloudwatch_log_resource_policy" "workflow" {
+  policy_name     = "${var.name_prefix}-workflow-logs"
+  policy_document = data.aws_iam_policy_document.workflow_logs.json
+}
+
 resource "aws_sfn_state_machine" "batch" {
   name     = local.names.state_machine
   role_arn = aws_iam_role.workflow.arn
@@ -107,6 +140,8 @@ resource "aws_sfn_state_machine" "batch" {
   tracing_configuration {
     enabled = true
   }
+
+  depends_on = [aws_cloudwatch_log_resource_policy.workflow]
 }
 
 # The workflow role (iam.tf) may run the merge job; it also starts and polls the plan job.

@@ -23,6 +23,22 @@ variable "environment" {
   default     = "dev"
 }
 
+variable "permissions_boundary_arn" {
+  type        = string
+  description = "ARN of the permissions boundary every role of this configuration carries (CFN/seed.yaml's PermissionsBoundaryArn output; buildspec.yml passes it): the deploy role may only create and edit roles that carry it."
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:policy/.+$", var.permissions_boundary_arn))
+    error_message = "permissions_boundary_arn must be the ARN of an IAM managed policy."
+  }
+}
+
+variable "deploy_role_arn" {
+  type        = string
+  description = "ARN of the role that runs terraform (CFN/seed.yaml's CodeBuild role; buildspec.yml passes it). The deploy role holds no KMS rights on keys through IAM: the project key's policy names it as the key's administrator instead. null when an administrator deploys with their own credentials."
+  default     = null
+}
+
 variable "tags" {
   type        = map(string)
   description = "Extra tags applied to every resource through the provider's default_tags."
@@ -90,16 +106,28 @@ variable "dlq_expiration_days" {
   default     = 180
 }
 
-variable "curated_retired_expiration_days" {
-  type        = number
-  description = "Backstop: days after which curated objects tagged retired=true (superseded v=<run_id> folders the merge could not delete) expire."
-  default     = 7
-}
-
 variable "noncurrent_version_expiration_days" {
   type        = number
   description = "Days a noncurrent (overwritten or deleted) object version is kept in the versioned buckets."
   default     = 30
+}
+
+# ---------------------------------------------------------------- producers
+
+variable "producers" {
+  type        = map(list(string))
+  description = "On-prem producers and the tables each may land extracts for: one managed policy per producer (<name_prefix>-producer-<name>) that writes only landing/<table>/ of its tables; DataSync writes the union of all of them."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.producers) : can(regex("^[a-z][a-z0-9-]{0,31}$", name))])
+    error_message = "Producer names must be 1-32 lowercase letters, digits or '-', starting with a letter."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for tables in values(var.producers) : [for t in tables : can(regex("^[a-z][a-z0-9_]{0,62}$", t))]]))
+    error_message = "Table names must match [a-z][a-z0-9_]{0,62} (the registry's table-name rule)."
+  }
 }
 
 # ---------------------------------------------------------------- kinesis
@@ -163,6 +191,8 @@ variable "glue_additional_python_modules" {
     "duckdb==2.0.0",
     "sqlglot==30.30.0",
     "click==8.5.1",
+    "pyiceberg==0.12.0",
+    "pyiceberg-core==0.11.0",
   ]
 }
 

@@ -25,6 +25,8 @@ CFN_DIR = ROOT / "CFN"
 
 # Actions AWS does not scope to resources: the only ones allowed with `resources = ["*"]`.
 # (cloudwatch:PutMetricData is narrowed by a cloudwatch:namespace condition instead.)
+# logs:PutResourcePolicy is account-wide and not here on purpose: no role may hold
+# it; terraform puts the delivery policies itself.
 RESOURCE_STAR_ACTIONS = frozenset(
     {
         "cloudwatch:PutMetricData",
@@ -34,7 +36,6 @@ RESOURCE_STAR_ACTIONS = frozenset(
         "logs:UpdateLogDelivery",
         "logs:DeleteLogDelivery",
         "logs:ListLogDeliveries",
-        "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
         "xray:PutTraceSegments",
@@ -134,14 +135,14 @@ def find_untyped_variables(parsed: Parsed) -> list[Finding]:
 # ---------------------------------------------------------------- IAM
 
 
-def _statements(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def statements(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Statements of an aws_iam_policy_document, including dynamic ones."""
     yield from body.get("statement", [])
     for dyn in body.get("dynamic", []):
         yield from dyn.get("statement", {}).get("content", [])
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -155,21 +156,29 @@ def _is_wildcard_action(action: Any) -> bool:
 _INLINE_ACTION = re.compile(r"""["']?(Not)?Action["']?\s*[:=]\s*(\[[^\]]*\]|["'][^"']*["'])""")
 
 
+def is_deny(statement: Mapping[str, Any]) -> bool:
+    return str(statement.get("effect", statement.get("Effect", "Allow"))) == "Deny"
+
+
 def find_wildcard_actions(parsed: Parsed) -> list[Finding]:
-    """IAM actions containing ``*`` (``"*"``, ``"s3:*"``, ``"s3:Get*"``) or any NotAction.
+    """Allowed IAM actions containing ``*`` (``"*"``, ``"s3:*"``, ``"s3:Get*"``) or any NotAction.
 
     Looks at every ``aws_iam_policy_document`` statement and at policies written
-    inline as ``jsonencode({...})`` or JSON text in any resource attribute.
+    inline as ``jsonencode({...})`` or JSON text in any resource attribute. A
+    wildcard in a Deny statement only widens the deny (``s3:*`` without TLS), so
+    it is not a finding.
     """
     findings = []
     for fname, rtype, name, body in blocks(parsed, "data"):
         if rtype != "aws_iam_policy_document":
             continue
-        for st in _statements(body):
+        for st in statements(body):
+            if is_deny(st):
+                continue
             where = f"{fname}: data.{rtype}.{name} statement {st.get('sid', '?')}"
             findings += [
                 Finding(where, f"wildcard action {a!r}")
-                for a in _as_list(st.get("actions"))
+                for a in as_list(st.get("actions"))
                 if _is_wildcard_action(a)
             ]
             if st.get("not_actions"):
@@ -196,10 +205,10 @@ def find_star_resources(parsed: Parsed) -> list[Finding]:
     for fname, rtype, name, body in blocks(parsed, "data"):
         if rtype != "aws_iam_policy_document":
             continue
-        for st in _statements(body):
-            if st.get("principals") or "*" not in _as_list(st.get("resources")):
+        for st in statements(body):
+            if st.get("principals") or "*" not in as_list(st.get("resources")):
                 continue
-            scoped = sorted(set(_as_list(st.get("actions"))) - RESOURCE_STAR_ACTIONS)
+            scoped = sorted(set(as_list(st.get("actions"))) - RESOURCE_STAR_ACTIONS)
             if scoped:
                 where = f"{fname}: data.{rtype}.{name} statement {st.get('sid', '?')}"
                 findings.append(Finding(where, f'resources = ["*"] for scopable actions {scoped}'))
@@ -207,7 +216,7 @@ def find_star_resources(parsed: Parsed) -> list[Finding]:
 
 
 def find_cfn_wildcard_actions(template: Mapping[str, Any]) -> list[Finding]:
-    """The same wildcard-action rule over a CloudFormation template (any Action/NotAction key)."""
+    """The same wildcard-action rule over a CloudFormation template (any Action/NotAction key of an Allow)."""
     findings = []
 
     def walk(node: Any, path: str) -> None:
@@ -215,10 +224,10 @@ def find_cfn_wildcard_actions(template: Mapping[str, Any]) -> list[Finding]:
             for key, value in node.items():
                 if key == "NotAction":
                     findings.append(Finding(path, "uses NotAction"))
-                elif key == "Action":
+                elif key == "Action" and not is_deny(node):
                     findings.extend(
                         Finding(path, f"wildcard action {a!r}")
-                        for a in _as_list(value)
+                        for a in as_list(value)
                         if _is_wildcard_action(a)
                     )
                 walk(value, f"{path}.{key}")

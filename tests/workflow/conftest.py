@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,18 @@ import pytest
 
 from hybrid_ingest import workflow
 from hybrid_ingest.aws import Clients
+from hybrid_ingest.local import glue_runner
 
 JOBS = Path(__file__).resolve().parent / "jobs"
 FAKE_SCRIPTS = workflow.JobScripts(plan=JOBS / "fake_plan.py", merge=JOBS / "fake_merge.py")
+
+
+@pytest.fixture(autouse=True)
+def stand_in_jobs_may_run(moto_endpoint: str) -> Iterator[None]:
+    """The in-process stack runs the stand-in job scripts of these tests too, and only for these tests."""
+    glue_runner.install(moto_endpoint, (*glue_runner.project_script_roots(), JOBS))
+    yield
+    glue_runner.install(moto_endpoint)
 
 
 @dataclass
