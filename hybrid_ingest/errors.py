@@ -124,3 +124,9 @@ class WorkflowError(HybridIngestError):
     """The batch workflow could not be started or did not end in time (not a merge failure: that is its outcome)."""
 
     reason = "workflow"
+
+
+class SourceError(HybridIngestError):
+    """A change-data source refused a table or a change it cannot capture exactly, or lost its database."""
+
+    reason = "source"
