@@ -1,10 +1,12 @@
 """Relation messages to relation plans: the registered schema, evolved when the source table grew.
 
 The I/O half of ``producers.postgres.relations``: it asks the registry for the
-table's latest version, and, when the stream shows new columns, reads the
-table's current catalog entry to check they are nullable without a default
-before registering the evolution (the registry then checks the table's
-compatibility mode, and refuses with exit 1 what breaks it).
+table's latest version and, when the stream's columns differ from it, reads the
+table's current catalog entry: new columns must be nullable without a default
+before the evolution is registered (the registry then checks the table's
+compatibility mode, and refuses with exit 1 what breaks it); registered columns
+the stream lacks must still exist (the stream is older than the evolution, as
+after a restart), or they were dropped, which stops the source.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ class Resolver:
         columns = relation_columns(ref, relation, type_names)
         version = self.registry.latest(ref.table)
         added = added_columns(ref, version, columns)
+        missing = [f["name"] for f in version.spec.schema["fields"][len(columns):]]
+        if missing:
+            now = read_table(self.cursor, ref)
+            gone = [name for name in missing if now.column(name) is None]
+            if gone:
+                raise SourceError(f"table {ref.qualified}: incompatible schema change: column(s) {gone} were "
+                                  "dropped; stopping")
         if added:
             schema = evolved_schema(version, added, read_table(self.cursor, ref))
             version = self.registry.register(version.spec.with_schema(schema)).version

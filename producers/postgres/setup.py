@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_ingest.errors import SourceError, UnknownTableError
+from hybrid_ingest.errors import SourceError, SpecError, UnknownTableError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.sqltext import ident
@@ -151,7 +151,13 @@ def _land_snapshot(ctx: SetupContext, snapshot_name: str, as_of_seq: int) -> lis
                 existing = ctx.registry.latest(source.ref.table).spec
             except UnknownTableError:
                 existing = None
-            version = ctx.registry.register(table_spec(source, existing)).version
+            try:
+                spec = table_spec(source, existing)
+            except SpecError as exc:
+                raise SourceError(f"lake table {source.ref.table!r} is already registered with a spec that does not "
+                                  f"fit {source.ref.qualified} ({exc}); map it to another name: --table "
+                                  f"{source.ref.qualified}=<name>") from None
+            version = ctx.registry.register(spec).version
             manifest = land_batches(ctx.lake, version, read_batches(snapshot, source, version), as_of_seq, "full")
             log.info("landed %s rows of %s as %s", manifest.rows, source.ref.qualified, manifest.extract_id)
             landed.append(LandedTable(source.ref.table, manifest.rows, manifest.extract_id))

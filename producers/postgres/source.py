@@ -76,6 +76,7 @@ class SourceStats:
     transactions: int = 0
     events: int = 0
     truncates: int = 0
+    spilled: int = 0          # transactions too big to collapse in memory
     confirmed_lsn: int = 0
     resumed_from: str = ""
 
@@ -203,6 +204,7 @@ class PostgresSource:
     def _committed(self, txn: CommittedTxn, collector: ChangeCollector) -> None:
         """Move a committed transaction's events to the pending batch (landing any truncate as an extract)."""
         truncated: dict[str, list[bytes]] = {table: [] for table in txn.truncated}
+        self.stats.spilled += collector.buffer.spilled
         for table, entry in collector.buffer.entries():
             if table in truncated:
                 truncated[table].append(entry[1])

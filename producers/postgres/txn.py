@@ -30,7 +30,10 @@ class TxnBuffer:
         self.max_keys = max_keys
         self._memory: dict[str, tuple[str, bytes]] = {}
         self._db: sqlite3.Connection | None = None
-        self.spills = 0
+
+    @property
+    def spilled(self) -> bool:
+        return self._db is not None
 
     def __len__(self) -> int:
         if self._db is None:
@@ -58,7 +61,6 @@ class TxnBuffer:
                        ((pk, table, data) for pk, (table, data) in self._memory.items()))
         self._memory.clear()
         self._db = db
-        self.spills += 1
 
     def drop_table(self, table: str) -> None:
         """Forget the table's events so far (a TRUNCATE inside the transaction)."""

@@ -134,9 +134,11 @@ def assert_tables_equal(dsn: str, ref_text: str, env: Env) -> int:
         return {tuple(r[p] for p in positions): r for r in rows}
 
     want, got = by_key(source), by_key(lake)
-    assert len(want) == len(source) and len(got) == len(lake), "duplicate keys"
+    assert len(want) == len(source), "duplicate keys in the database"
+    assert len(got) == len(lake), f"{ref.table}: duplicate keys in the curated table"
     missing, extra = sorted(set(want) - set(got), key=repr), sorted(set(got) - set(want), key=repr)
-    assert not missing and not extra, f"{ref.table}: keys missing {missing[:5]}, unexpected {extra[:5]}"
+    assert not missing, f"{ref.table}: keys missing {missing[:5]}"
+    assert not extra, f"{ref.table}: unexpected keys {extra[:5]}"
     for k, row in want.items():
         for (name, pg_type), a, b in zip(columns, row, got[k], strict=True):
             assert same_value(a, b, pg_type), f"{ref.table} key {k} column {name} ({pg_type}): db {a!r}, lake {b!r}"
