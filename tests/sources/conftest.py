@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,15 +32,27 @@ def pg_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     dsn = postgres_server.create_database(name)
     yield dsn
-    admin = psycopg2.connect(postgres_server.dsn("postgres"))
+    drop_database(postgres_server, name)
+
+
+def drop_database(server: PostgresServer, name: str, attempts: int = 50) -> None:
+    """Drop the database and its slots (a slot whose walsender is still exiting is retried)."""
+    admin = psycopg2.connect(server.dsn("postgres"))
     admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                    "WHERE database = %s AND active_pid IS NOT NULL", (name,))
-        cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE database = %s AND NOT active", (name,))
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    try:
+        with admin.cursor() as cur:
+            for _ in range(attempts):
+                cur.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                            "WHERE database = %s AND active_pid IS NOT NULL", (name,))
+                cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                            "WHERE database = %s AND NOT active", (name,))
+                cur.execute("SELECT count(*) FROM pg_replication_slots WHERE database = %s", (name,))
+                if cur.fetchone() == (0,):
+                    cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                    return
+                time.sleep(0.1)
+    finally:
+        admin.close()
 
 
 @pytest.fixture
