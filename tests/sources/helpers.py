@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +147,33 @@ def assert_tables_equal(dsn: str, ref_text: str, env: Env) -> int:
         for (name, pg_type), a, b in zip(columns, row, got[k], strict=True):
             assert same_value(a, b, pg_type), f"{ref.table} key {k} column {name} ({pg_type}): db {a!r}, lake {b!r}"
     return len(want)
+
+
+CLI = str(Path(sys.executable).with_name("hybrid-ingest"))
+
+
+def wait_for(what: str, check: Callable[[], Any], process: subprocess.Popen[str], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the source exited ({process.returncode}) while waiting for {what}: "
+                                 f"{process.communicate()}")
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli_env(clients: Clients) -> dict[str, str]:
+    settings = clients.settings
+    return os.environ | {"HYBRID_INGEST_HOME": str(settings.home), "HYBRID_INGEST_LAKE_URI": settings.lake_uri,
+                         "AWS_ENDPOINT_URL": settings.endpoint_url or ""}
+
+
+def start_source(env: Env, dsn: str, slot: str, tables: Sequence[str], *extra: str) -> subprocess.Popen[str]:
+    """The installed console script, as a user runs it."""
+    args = [CLI, "source", "postgres", "--dsn", dsn, "--slot", slot, *(a for t in tables for a in ("--table", t)),
+            *extra]
+    return subprocess.Popen(args, env=cli_env(env.clients), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)

@@ -11,50 +11,15 @@ database's own tables.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 
-from hybrid_ingest.aws import Clients
 from producers.postgres.lsn import parse_lsn
 from producers.postgres.record import load
-from tests.sources.helpers import Env, assert_tables_equal, fetch
+from tests.sources.helpers import Env, assert_tables_equal, fetch, start_source, wait_for
 from tests.sources.workload import TABLES, Workload, run_concurrently, seed
-
-CLI = str(Path(sys.executable).with_name("hybrid-ingest"))
-
-
-def wait_for(what: str, check: Callable[[], Any], process: subprocess.Popen[str], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the source exited ({process.returncode}) while waiting for {what}: "
-                                 f"{process.communicate()}")
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def cli_env(clients: Clients) -> dict[str, str]:
-    settings = clients.settings
-    return os.environ | {"HYBRID_INGEST_HOME": str(settings.home), "HYBRID_INGEST_LAKE_URI": settings.lake_uri,
-                         "AWS_ENDPOINT_URL": settings.endpoint_url or ""}
-
-
-def start_source(env: Env, dsn: str, slot: str, *extra: str) -> subprocess.Popen[str]:
-    args = [CLI, "source", "postgres", "--dsn", dsn, "--slot", slot, *(a for t in TABLES for a in ("--table", t)),
-            *extra]
-    return subprocess.Popen(args, env=cli_env(env.clients), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
 
 
 class Session:
@@ -88,7 +53,7 @@ def test_snapshot_workload_kill_restart_and_curated_equals_database(env: Env, pg
     # while it waits for T2, so T3 starts before the consistent point and commits after it.
     t1 = Session(pg_dsn)
     t1.run("UPDATE accounts SET name = 'before the slot' WHERE id = 1")
-    source = start_source(env, pg_dsn, slot)
+    source = start_source(env, pg_dsn, slot, TABLES)
     wait_for("slot creation to wait for T1", lambda: waiting_on(pg_dsn, t1.xid()), source)
     t2 = Session(pg_dsn)
     t2.run("UPDATE accounts SET name = 'while building' WHERE id = 2")
@@ -113,7 +78,7 @@ def test_snapshot_workload_kill_restart_and_curated_equals_database(env: Env, pg
     assert workloads[0].progress.wait(60)
     source.send_signal(signal.SIGKILL)
     source.wait()
-    restarted = start_source(env, pg_dsn, slot)
+    restarted = start_source(env, pg_dsn, slot, TABLES)
     for t in threads:
         t.join()
     assert sum(w.committed for w in workloads) > 200
@@ -123,7 +88,7 @@ def test_snapshot_workload_kill_restart_and_curated_equals_database(env: Env, pg
     out, err = restarted.communicate(timeout=120)
     assert restarted.returncode == 0, err
     assert "signal 15" in err
-    final = start_source(env, pg_dsn, slot, "--until-idle")
+    final = start_source(env, pg_dsn, slot, TABLES, "--until-idle")
     out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     assert "transaction(s)" in out
