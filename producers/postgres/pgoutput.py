@@ -182,17 +182,36 @@ class _Reader:
         return chunk
 
     def tuple(self) -> Tuple:
+        """TupleData; the hot path of the whole source, so one tight loop over local names."""
+        data, pos, end = self.data, self.pos, len(self.data)
+        if pos + 2 > end:
+            raise SourceError(f"pgoutput message truncated at byte {pos} of {end}")
+        (count,) = _I16.unpack_from(data, pos)
+        pos += 2
         values: list[Value] = []
-        for _ in range(self.i16()):
-            kind = self.byte()
-            if kind == "n":
-                values.append(None)
-            elif kind == "u":
-                values.append(UNCHANGED)
-            elif kind == "t":
-                values.append(self.raw(self.i32()).decode())
+        append, length_at = values.append, _I32.unpack_from
+        for _ in range(count):
+            if pos >= end:
+                raise SourceError(f"pgoutput message truncated at byte {pos} of {end}")
+            kind = data[pos]
+            pos += 1
+            if kind == 116:  # 't': text
+                if pos + 4 > end:
+                    raise SourceError(f"pgoutput message truncated at byte {pos} of {end}")
+                (length,) = length_at(data, pos)
+                pos += 4
+                if length < 0 or pos + length > end:
+                    raise SourceError(f"pgoutput value of {length} bytes at byte {pos} overruns the message")
+                append(data[pos:pos + length].decode())
+                pos += length
+            elif kind == 110:  # 'n': null
+                append(None)
+            elif kind == 117:  # 'u': unchanged TOASTed value
+                append(UNCHANGED)
             else:
-                raise SourceError(f"pgoutput column value kind {kind!r} is not supported (binary is not requested)")
+                raise SourceError(f"pgoutput column value kind {chr(kind)!r} is not supported (binary is not "
+                                  "requested)")
+        self.pos = pos
         return tuple(values)
 
     def end(self, message: Message) -> Message:

@@ -61,6 +61,17 @@ class RelationPlan:
     def row(self, values: pg.Tuple, old: pg.Tuple | None) -> dict[str, Any]:
         """A full row; an unchanged TOASTed value is taken from ``old`` (the old row), or refused."""
         self._check_width(values)
+        if old is None and pg.UNCHANGED not in values:
+            row: dict[str, Any] = dict.fromkeys(self.missing)
+            try:  # the common case in one tight loop; any problem is reported by the careful path below
+                for column, value in zip(self.columns, values, strict=True):
+                    row[column.name] = None if value is None else column.mapped.parse(value)  # type: ignore[arg-type]
+                return row
+            except (ValueError, ArithmeticError):
+                pass
+        return self._careful_row(values, old)
+
+    def _careful_row(self, values: pg.Tuple, old: pg.Tuple | None) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(self.missing)
         for index, column in enumerate(self.columns):
             value = values[index]
