@@ -94,6 +94,8 @@ def postgres(app: AppContext, dsn: str, slot: str, tables: tuple[object, ...], u
         sent = producer.close(timeout)
     if leftover:
         click.echo(f"drained {leftover} event(s) left in the spool by an earlier run")
+    if stats.snapshot_stopped:
+        click.echo(f"slot {slot}: stopped while landing the snapshot; the next start takes a new one")
     for landed in stats.landed:
         click.echo(f"snapshot: landed {landed.rows} row(s) of {landed.table} as full extract {landed.extract_id}")
     click.echo(f"slot {slot}: {stats.transactions} transaction(s), {stats.events} event(s), {stats.truncates} "

@@ -23,8 +23,12 @@ snapshot is read: the exported snapshot lives only that long.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from hybrid_ingest.errors import SourceError, SpecError, UnknownTableError
 from hybrid_ingest.lake import Lake
@@ -54,6 +58,11 @@ class SetupContext:
     registry: Registry
     store: StateStore
     lake: Lake
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class SnapshotStopped(Exception):
+    """A stop was asked for while the snapshot was being landed: the next start redoes it."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +167,22 @@ def _land_snapshot(ctx: SetupContext, snapshot_name: str, as_of_seq: int) -> lis
                                   f"fit {source.ref.qualified} ({exc}); map it to another name: --table "
                                   f"{source.ref.qualified}=<name>") from None
             version = ctx.registry.register(spec).version
-            manifest = land_batches(ctx.lake, version, read_batches(snapshot, source, version), as_of_seq, "full")
+            manifest = land_batches(ctx.lake, version, _unless_stopped(ctx.stop, read_batches(snapshot, source, version)),
+                                    as_of_seq, "full")
             log.info("landed %s rows of %s as %s", manifest.rows, source.ref.qualified, manifest.extract_id)
             landed.append(LandedTable(source.ref.table, manifest.rows, manifest.extract_id))
         snapshot.rollback()
     finally:
         snapshot.close()
     return landed
+
+
+def _unless_stopped(stop: threading.Event, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches, until a stop is asked for (the extract's parts written so far are then removed)."""
+    for batch in batches:
+        if stop.is_set():
+            raise SnapshotStopped
+        yield batch
 
 
 def retire(dsn: str, slot: str, store: StateStore) -> SourceRecord:

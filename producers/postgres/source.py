@@ -45,7 +45,7 @@ from producers.postgres.connect import connect, connect_replication, one_line, s
 from producers.postgres.lsn import format_lsn, parse_lsn
 from producers.postgres.record import SourceRecord
 from producers.postgres.resolver import Resolver
-from producers.postgres.setup import LandedTable, SetupContext, identity, set_up
+from producers.postgres.setup import LandedTable, SetupContext, SnapshotStopped, identity, set_up
 from producers.postgres.truncate import land_truncated
 from producers.postgres.txn import TxnBuffer
 from producers.producer import RecordProducer
@@ -77,6 +77,7 @@ class SourceStats:
     events: int = 0
     truncates: int = 0
     spilled: int = 0          # transactions too big to collapse in memory
+    snapshot_stopped: bool = False
     confirmed_lsn: int = 0
     resumed_from: str = ""
 
@@ -116,14 +117,17 @@ class PostgresSource:
     def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> SourceStats:
         stop = stop or threading.Event()
         try:
-            record = self._start()
+            record = self._start(stop)
             if not stop.is_set():
                 self._stream(record, until_idle, stop)
+        except SnapshotStopped:
+            log.warning("slot %s: stopped while landing the snapshot; the next start redoes it", self.config.slot)
+            self.stats.snapshot_stopped = True
         except psycopg2.Error as exc:
             raise SourceError(f"postgres (slot {self.config.slot!r}): {one_line(exc)}") from None
         return self.stats
 
-    def _start(self) -> SourceRecord:
+    def _start(self, stop: threading.Event) -> SourceRecord:
         found = records.load(self.store, self.config.slot)
         if found is not None:
             plain = connect(self.config.dsn)
@@ -144,7 +148,7 @@ class PostgresSource:
         if found is not None:
             log.warning("slot %s: redoing the first start, interrupted in phase %s", found.slot, found.phase)
         context = SetupContext(self.config.dsn, self.config.slot, list(self.config.tables), self.registry,
-                               self.store, self.lake)
+                               self.store, self.lake, stop)
         record, self.stats.landed = set_up(context, found)
         return record
 

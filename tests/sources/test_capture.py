@@ -188,3 +188,21 @@ def test_status_shows_the_slot_and_retire_drops_it(cli: Runner, pg_dsn: str, slo
     code, _, err = cli("source", "postgres", "--dsn", pg_dsn, "--slot", slot, "--retire")
     assert code == 1
     assert "nothing retired" in err
+
+
+def test_stop_during_the_snapshot_leaves_it_to_the_next_start(env: Env, pg_dsn: str, slot: str) -> None:
+    execute(pg_dsn, ITEMS, "INSERT INTO items SELECT g, 'n' || g, g FROM generate_series(1, 100) g")
+    stop = threading.Event()
+    stop.set()  # asked for before the first batch of the snapshot is landed
+    stats = env.capture(pg_dsn, slot, ["public.items"], stop=stop)
+    assert stats.snapshot_stopped
+    assert not stats.landed
+    record = load(env.store, slot)
+    assert record is not None
+    assert record.phase == "snapshot"
+    assert not list(env.lake.files("landing/items", ".parquet")), "the stopped extract's parts are removed"
+    stats = env.capture(pg_dsn, slot, ["public.items"])
+    assert [(t.table, t.rows) for t in stats.landed] == [("items", 100)]
+    env.consume()
+    env.merge("items")
+    assert assert_tables_equal(pg_dsn, "public.items", env) == 100
