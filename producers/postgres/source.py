@@ -183,20 +183,20 @@ class PostgresSource:
         next_report = time.monotonic() + self.config.progress_seconds
         next_poke = 0.0
         while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_report:  # also under a steady stream, which never leaves the stream idle
+                self._report(record, pcur, cur, collector)
+                next_report = now + self.config.progress_seconds
             message = cur.read_message()
             if message is not None:
                 txn = collector.feed(pgoutput.decode(message.payload))
                 if txn is not None:
                     self._committed(txn, collector)
                 if (len(self._pending.entries) >= self.config.batch_events
-                        or time.monotonic() - self._last_batch >= self.config.batch_seconds):
+                        or now - self._last_batch >= self.config.batch_seconds):
                     self._flush(cur)
                 continue
             self._flush(cur)
-            now = time.monotonic()
-            if now >= next_report:
-                self._report(record, pcur, cur, collector)
-                next_report = now + self.config.progress_seconds
             if target is not None and not collector.in_transaction:
                 if cur.wal_end >= target:
                     return
@@ -263,7 +263,8 @@ class PostgresSource:
         """Record position and lag (state store, ``status``) and emit metrics."""
         pcur.execute(SLOT_POSITION, (record.slot,))
         confirmed_text, server_text = pcur.fetchone()
-        confirmed, server = parse_lsn(confirmed_text), parse_lsn(server_text)
+        # the slot's position, or what this source sent it a moment ago if the server has not applied it yet
+        confirmed, server = max(parse_lsn(confirmed_text), self._acked), parse_lsn(server_text)
         reached = max(self._acked, 0 if collector.in_transaction or self._pending.entries else cur.wal_end)
         lag_seconds = self._lag_seconds(server, reached)
         self.stats.confirmed_lsn = confirmed

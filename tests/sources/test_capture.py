@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 
 import pytest
 
 from hybrid_ingest.errors import SourceError
+from hybrid_ingest.metrics import Metrics
 from producers.postgres.lsn import parse_lsn
 from producers.postgres.record import load
 from tests.conftest import Runner
@@ -206,3 +208,27 @@ def test_stop_during_the_snapshot_leaves_it_to_the_next_start(env: Env, pg_dsn: 
     env.consume()
     env.merge("items")
     assert assert_tables_equal(pg_dsn, "public.items", env) == 100
+
+
+def test_progress_goes_to_the_record_and_to_metrics(env: Env, pg_dsn: str, slot: str) -> None:
+    execute(pg_dsn, ITEMS)
+    env.capture(pg_dsn, slot, ["public.items"])
+    execute(pg_dsn, "INSERT INTO items SELECT g, 'n' || g, g FROM generate_series(1, 30) g",
+            "UPDATE items SET price = 0 WHERE id < 10")
+    lines: list[str] = []
+    source = env.source(pg_dsn, slot, ["public.items"], progress_seconds=0.0)
+    source.metrics = Metrics("HybridIngest", sink=lines.append)
+    try:
+        source.run(until_idle=True)
+    finally:
+        assert source.producer.close(60)
+    docs = [json.loads(line) for line in lines]
+    assert {d["Slot"] for d in docs} == {slot}
+    assert sum(d["Changes"] for d in docs) == 39
+    assert sum(d["Transactions"] for d in docs) == 2
+    assert docs[-1]["LagBytes"] >= 0
+    record = load(env.store, slot)
+    assert record is not None
+    assert record.progress.events == 39
+    assert record.progress.confirmed_lsn == fetch(
+        pg_dsn, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,))[0][0]
