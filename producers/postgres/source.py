@@ -170,8 +170,7 @@ class PostgresSource:
                 self._acked = parse_lsn(str(confirmed))
                 target = parse_lsn(scalar(pcur, "SELECT pg_current_wal_lsn()::text")) if until_idle else None
                 self._loop(record, cur, pcur, collector, target, stop)
-                self._flush(cur, force=True)
-                collector.abandon()
+                self._confirm_at_exit(cur, collector)
                 self._report(record, pcur, cur, collector)
         finally:
             buffer.clear()
@@ -205,6 +204,14 @@ class PostgresSource:
                     next_poke = now + self.config.idle_poll_seconds
             select.select([cur], [], [], min(self.config.idle_poll_seconds, self.config.status_interval))
 
+    def _confirm_at_exit(self, cur: Any, collector: ChangeCollector) -> None:
+        """Spool and confirm what is committed; forget an open transaction (the slot sends it again)."""
+        self._flush(cur)
+        if not collector.in_transaction:  # all received is spooled: confirm as far as the server decoded
+            self._acked = max(self._acked, cur.wal_end)
+        cur.send_feedback(flush_lsn=self._acked, force=True)
+        collector.abandon()
+
     def _committed(self, txn: CommittedTxn, collector: ChangeCollector) -> None:
         """Move a committed transaction's events to the pending batch (landing any truncate as an extract)."""
         truncated: dict[str, list[bytes]] = {table: [] for table in txn.truncated}
@@ -229,17 +236,15 @@ class PostgresSource:
             self.stats.events += len(self._pending.entries)
             self._pending.entries = []
 
-    def _flush(self, cur: Any, force: bool = False) -> None:
-        """Spool what is pending, then confirm its position to the server."""
+    def _flush(self, cur: Any) -> None:
+        """Spool what is pending, then confirm its position to the server (sent at the status interval)."""
         self._spool()
         self._last_batch = time.monotonic()
         if self._pending.end_lsn > self._acked:
             self._acked = self._pending.end_lsn
-            self.stats.transactions += self._pending.transactions
-            self._pending.transactions = 0
-            cur.send_feedback(flush_lsn=self._acked, force=force)
-        elif force:
-            cur.send_feedback(force=True)
+            cur.send_feedback(flush_lsn=self._acked)
+        self.stats.transactions += self._pending.transactions
+        self._pending.transactions = 0
 
     # -- progress --------------------------------------------------------------------------------
 
