@@ -48,6 +48,7 @@ class Sizes:
     memory_small_get_records: int
     profile_events: int
     kafka_events: int = 50_000
+    postgres_events: int = 100_000
 
 
 FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_rows=10_000_000,
@@ -57,7 +58,7 @@ FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_row
 QUICK = Sizes(producer_events=20_000, consumer_events=20_000, runs=2, merge_rows=200_000, merge_small_rows=100_000,
               merge_changes=50_000, merge_repeat=1, spark_rows=None, freshness_events=3, memory_events=(20_000, 40_000),
               memory_small_flush_bytes=500_000, memory_small_get_records=1, profile_events=20_000,
-              kafka_events=10_000)
+              kafka_events=10_000, postgres_events=20_000)
 
 
 @dataclass
@@ -158,6 +159,7 @@ def steps_for(sizes: Sizes, spark: bool, only: set[str] | None) -> list[Step]:
         Step("memory_small_flush", ["bench/bench_memory.py", *memory_args, "--flush-bytes",
                                     str(sizes.memory_small_flush_bytes), "--get-records-limit",
                                     str(sizes.memory_small_get_records)]),
+        Step("postgres", ["bench/bench_postgres.py", "--events", str(sizes.postgres_events), "--lag-samples", "10"]),
     ]
     return [s for s in steps if only is None or s.name in only]
 
@@ -261,6 +263,18 @@ def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
                         f"CPU {f['cpu_ratio']:.2f}", ">= 0.5", verdict(f["ratio"] >= 0.5)))
     else:
         missing("kafka_bridge", "Kafka bridge / bare producer", ">= 0.5")
+    pg = by_name.get("postgres")
+    if pg and pg.figures:
+        f = pg.figures
+        rows.append(Row(f"source postgres -> spool / bare producer -> spool ({f['events']:,} inserts, "
+                        f"{f['txn_rows']} per transaction)",
+                        f"{f['ratio']:.2f} wall ({f['source_per_s']:,.0f} vs {f['bare_per_s']:,.0f} events/s); "
+                        f"CPU {f['ratio_cpu']:.2f}", ">= 0.5", verdict(f["ratio"] >= 0.5)))
+        rows.append(Row(f"commit in PostgreSQL -> visible in <table>_live ({f['samples']} rows, consumer flush "
+                        f"{f['consumer_flush_s']:g} s)", f"p50 {f['lag_p50_s']:.2f} s, max {f['lag_max_s']:.2f} s",
+                        "p50 <= 5 s", verdict(f["lag_p50_s"] <= 5)))
+    else:
+        missing("postgres", "source postgres figures", ">= 0.5; p50 <= 5 s")
     small = (f"consumer flush at {sizes.memory_small_flush_bytes / 1e6:g} MB per shard, "
              f"{sizes.memory_small_get_records} Kinesis records per GetRecords")
     for name, what in (("memory", "default consumer policy"), ("memory_small_flush", small)):
@@ -375,7 +389,7 @@ def main() -> None:
                         help="measure the Spark engine pair [default: on in full mode, off with --quick]")
     parser.add_argument("--spark-rows", type=int, default=None, help="table size of the Spark pair")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=["producer", "consumer", "merge", "freshness", "kafka_bridge", "memory",
+                        choices=["producer", "consumer", "merge", "freshness", "kafka_bridge", "postgres", "memory",
                                  "memory_small_flush"])
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profiles")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")

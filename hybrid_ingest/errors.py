@@ -85,7 +85,8 @@ class ManifestError(HybridIngestError):
 
 
 class SourceError(HybridIngestError):
-    """A change source (a Kafka cluster) cannot be reached, refuses us, or lacks what was asked for."""
+    """A change source (a Kafka cluster, a PostgreSQL database) cannot be reached, refuses us, lacks what was
+    asked for, or sent a table or change that cannot be captured exactly."""
 
     reason = "source"
 

@@ -8,7 +8,8 @@ Trino double a quote; Spark escapes with a backslash), which is why it writes
 the text rather than a hand-kept escape table.
 
 Dialect names are sqlglot's: ``duckdb`` (the DuckDB kernel and the local query),
-``spark`` (the Spark kernel) and ``trino`` (Athena).
+``spark`` (the Spark kernel), ``trino`` (Athena) and ``postgres`` (the PostgreSQL
+source's publication and catalog statements; values there go as query parameters).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 from sqlglot import exp
 
-SqlDialect = Literal["duckdb", "spark", "trino"]
+SqlDialect = Literal["duckdb", "spark", "trino", "postgres"]
 
 
 def ident(name: str, dialect: SqlDialect) -> str:

@@ -8,6 +8,7 @@ Items in the state table (``pk``, ``sk``):
 * ``lease#<name>``        / ``lease``    owner + expiry (shard leases, the batch run lock)
 * ``watermark#<table>``   / ``current``  per-shard merged positions, merged extracts, version
 * ``settings``            / ``merge``    job settings (engine thresholds, sizes, retention)
+* ``source``              / ``<name>``   a change-data source's setup phase, position and lag
 
 Run history lives in its own table: ``pk`` = table name (or ``workflow``), ``sk`` =
 ``<started_at ISO>#<run_id>``, so the newest runs of a table are one query.
@@ -440,3 +441,53 @@ class StateStore:
             out.append(record)
         return out
 
+
+    # -- change-data sources (each source's own record; ``status`` reads them) -------------------
+
+    def source(self, name: str) -> tuple[dict[str, Any], int] | None:
+        """A source's record and its version (for ``put_source``), or None if it never started."""
+        item = self._ddb.get_item(
+            TableName=self._state, Key={"pk": {"S": "source"}, "sk": {"S": name}}, ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None
+        return json.loads(item["doc"]["S"]), int(item["version"]["N"])
+
+    def put_source(self, name: str, doc: Mapping[str, Any], expected_version: int) -> int:
+        """Replace a source's record iff nobody wrote it since ``expected_version`` (0: create); the new version."""
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if expected_version:
+            condition = {"ConditionExpression": "version = :expected",
+                         "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}}}
+        try:
+            self._ddb.put_item(
+                TableName=self._state,
+                Item={"pk": {"S": "source"}, "sk": {"S": name}, "doc": {"S": json.dumps(dict(doc), sort_keys=True)},
+                      "version": {"N": str(expected_version + 1)}, "updated": {"N": repr(self._clock())}},
+                **condition,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise ConditionFailedError(
+                    f"source {name!r} was changed by another process since version {expected_version}"
+                ) from exc
+            raise
+        return expected_version + 1
+
+    def delete_source(self, name: str) -> None:
+        self._ddb.delete_item(TableName=self._state, Key={"pk": {"S": "source"}, "sk": {"S": name}})
+
+    def sources(self) -> dict[str, dict[str, Any]]:
+        """Every source's record (with ``updated``, epoch seconds of its last write), by name."""
+        result: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._state, "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "source"}}, "ConsistentRead": True,
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                result[item["sk"]["S"]] = json.loads(item["doc"]["S"]) | {"updated": float(item["updated"]["N"])}
+            if "LastEvaluatedKey" not in page:
+                return result
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,8 @@ OPS: tuple[str, ...] = ("c", "u", "d", "r")
 ENVELOPE_NAMESPACE = "hybrid_ingest.envelope"
 TEMPORAL_LOGICAL_TYPES = ("date", "timestamp-millis", "timestamp-micros", "local-timestamp-millis",
                           "local-timestamp-micros")
+
+TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # DESIGN.md's rule for table names
 
 AvroSchema = dict[str, Any]
 

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +170,18 @@ def _part_bytes(table: pa.Table) -> bytes:
 def push_extract(lake: Lake, version: SchemaVersion, path: Path, as_of_seq: int, mode: Mode, *,
                  progress: Progress | None = None, rows_per_part: int = DEFAULT_ROWS_PER_PART,
                  batch_rows: int = DEFAULT_BATCH_ROWS, now: dt.datetime | None = None) -> Manifest:
-    """Land one extract (parts, then manifest) and return its manifest."""
+    """Land one extract file (parts, then manifest) and return its manifest."""
+    return land_batches(lake, version, iter_batches(version.spec, open_source(path), progress, batch_rows),
+                        as_of_seq, mode, rows_per_part=rows_per_part, now=now)
+
+
+def land_batches(lake: Lake, version: SchemaVersion, batches: Iterable[pa.RecordBatch], as_of_seq: int, mode: Mode,
+                 *, rows_per_part: int = DEFAULT_ROWS_PER_PART, now: dt.datetime | None = None) -> Manifest:
+    """Land batches already in the table's curated schema (``conform``) as one extract: parts, then manifest.
+
+    The batches are consumed inside, so a failure while producing them (a bad
+    row, a lost database connection) removes the parts written so far.
+    """
     if mode not in ("full", "incremental"):
         raise ValidationError(f"mode must be 'full' or 'incremental', got {mode!r}")
     if as_of_seq < 0:
@@ -193,7 +204,7 @@ def push_extract(lake: Lake, version: SchemaVersion, path: Path, as_of_seq: int,
         pending, pending_rows = [], 0
 
     try:
-        for batch in iter_batches(spec, open_source(path), progress, batch_rows):
+        for batch in batches:
             while batch.num_rows:
                 take = min(batch.num_rows, rows_per_part - pending_rows)
                 pending.append(batch.slice(0, take))

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from hybrid_ingest.cli import admin, batch, bridge, consume, demo, local, produce, query
+from hybrid_ingest.cli import admin, batch, bridge, consume, demo, local, produce, query, source
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.config import Settings
 from hybrid_ingest.errors import HybridIngestError
@@ -24,7 +24,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(Settings.from_env())
 
 
-for module in (local, admin, produce, bridge, consume, batch, query, demo):
+for module in (local, admin, produce, bridge, source, consume, batch, query, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

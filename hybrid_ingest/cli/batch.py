@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -70,6 +71,15 @@ def run(app: AppContext, engine: str, timeout_s: float) -> None:
         raise click.exceptions.Exit(1)
 
 
+def source_row(name: str, doc: dict[str, Any]) -> list[str]:
+    """A change-data source's line: how far its slot is confirmed, and how far behind the server it is."""
+    progress = doc.get("progress") or {}
+    updated = dt.datetime.fromtimestamp(float(doc["updated"]), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lag = f"{progress.get('lag_bytes', 0)} B, {duration(progress.get('lag_seconds'))}"
+    return [name, str(doc.get("phase", "?")), progress.get("confirmed_lsn") or "-", progress.get("server_lsn") or "-",
+            lag, str(progress.get("events", 0)), updated]
+
+
 @click.command("status")
 @click.pass_obj
 def status(app: AppContext) -> None:
@@ -110,6 +120,14 @@ def status(app: AppContext) -> None:
         click.echo(aligned(["shard", "checkpoint", "lag", "owner", "updated", "closed+done"], shard_rows))
     else:
         click.echo("stream: no shard consumed yet")
+
+    click.echo("")
+    sources = app.store.sources()
+    if sources:
+        click.echo(aligned(["source", "phase", "confirmed LSN", "server LSN", "lag", "events", "updated"],
+                           [source_row(name, doc) for name, doc in sorted(sources.items())]))
+    else:
+        click.echo("sources: none")
 
     click.echo("")
     if report.dlq:
