@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-
 from pyiceberg.table import Table
 
 from glue_jobs.merge import MergeContext, RunResult, run_merge
