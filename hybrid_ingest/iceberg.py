@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -255,6 +255,21 @@ def load(cat: GlueCatalog, ident: tuple[str, str]) -> Table | None:
             "its watermark item to rebuild it by replay from raw (README, Operations)") from exc
     except NoSuchTableError:
         return None
+
+
+def current_snapshots(clients: Clients, lake: Lake) -> Callable[[str], tuple[int, float] | None]:
+    """A lookup of a curated table's current snapshot: (id, commit time in epoch seconds), None if it has none."""
+    cat = catalog(clients, lake)
+
+    def current(table: str) -> tuple[int, float] | None:
+        try:
+            loaded = load(cat, identifier(clients, table))
+        except MergeError:  # a table of the layout before Iceberg has no snapshot
+            return None
+        snap = loaded.current_snapshot() if loaded is not None else None
+        return (snap.snapshot_id, snap.timestamp_ms / 1000) if snap is not None else None
+
+    return current
 
 
 @dataclass(frozen=True)

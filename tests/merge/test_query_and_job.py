@@ -16,7 +16,7 @@ from glue_jobs import inputs, sizing
 from glue_jobs.kernel_model import FileGroup
 from glue_jobs.merge import MergeContext, _one_pass, run_merge
 from glue_jobs.query import LocalQuery, render, to_duckdb
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg, layout
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
 from hybrid_ingest.errors import MergeError, QueryError
@@ -115,8 +115,14 @@ def test_bad_manifest_goes_to_dlq_and_is_not_retried(duck: MergeContext) -> None
 
 def test_run_history_records_stats_engine_and_reason(duck: MergeContext, raw: RawWriter) -> None:
     raw.write("orders", [ev("c", 1, order(1)), ev("d", 2, key_only("orders", order(1)))])
-    run_merge(duck, "orders", engine="auto", run_id="r1")
+    result = run_merge(duck, "orders", engine="auto", run_id="r1")
+    current = iceberg.current_snapshots(duck.clients, duck.lake)  # what ``status`` shows
+    snapshot = current("orders")
+    assert snapshot is not None
+    assert snapshot[0] == result.snapshot_id
+    assert current("customers") is None  # never merged
     [record] = duck.store.runs("orders")
+    assert record["snapshot_id"] == result.snapshot_id
     assert record["status"] == "SUCCEEDED"
     assert record["engine"] == "duckdb"
     assert "spark_threshold_bytes" in record["engine_reason"]
