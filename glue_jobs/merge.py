@@ -127,7 +127,9 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
     kernel = _write(ctx, pending, result, settings, hook)
     merged = _merged(ctx.lake, run, pending, kernel, result) if pending.job is not None else None
     if merged is not None:
+        started = time.monotonic()
         result.snapshot_id = _commit(ctx, run, pending, merged, kernel)
+        result.stats["commit_s"] = round(time.monotonic() - started, 3)
     hook("after_commit")
     _advance_watermark(ctx, pending, merged)
     _retain(ctx, run, latest, settings, result, now)
