@@ -19,20 +19,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from glue_jobs.engine import Engine, PartitionWrite, PartitionWrites
-from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult, Partition, WrittenFile
+from glue_jobs.kernel_inputs import current_rows
+from glue_jobs.kernel_model import KernelJob, KernelResult, Partition, WrittenFile
 from glue_jobs.merge_sql import NULL_FOLDER, TOMB_FOLDER, MergeSql
 from hybrid_ingest import iceberg, layout
 from hybrid_ingest.lake import Lake
 
-__all__ = ["TOMB_FOLDER", "changed_partitions", "keep_affected", "tokens", "write_affected", "write_tombstones"]
-
 Files = Mapping[str, list[tuple[str, int]]]
-
-
-def merged_group(groups: Sequence[FileGroup]) -> FileGroup:
-    """File groups of one schema as one group (one scan)."""
-    return FileGroup(tuple(r for g in groups for r in g.rels), groups[0].schema, sum(g.bytes for g in groups),
-                     sum(g.rows for g in groups))
 
 
 def tokens(engine: Engine, sql: MergeSql, known: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
@@ -68,8 +61,6 @@ def write_affected(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, re
 def partition_writes(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, affected: Sequence[Any]
                      ) -> PartitionWrites:
     """The keys-first output of ``affected``, both ways (see ``PartitionWrites``)."""
-    from glue_jobs.kernel import current_rows  # the kernel's reader of stored rows
-
     current = {p.value: p for p in job.current}
     parts = [current[v] for v in affected if v in current]
     key = job.spec.partition.key if job.spec.partition else None

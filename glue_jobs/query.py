@@ -33,8 +33,8 @@ import sqlglot.errors
 from pyiceberg.table import Table
 
 from glue_jobs import inputs
-from glue_jobs.kernel import register_inputs
 from glue_jobs.kernel_duckdb import DuckDBEngine
+from glue_jobs.kernel_inputs import register_inputs
 from glue_jobs.kernel_model import FileGroup, KernelJob, Partition
 from glue_jobs.merge_sql import MergeParams, MergeSql
 from hybrid_ingest import iceberg, sqltext
