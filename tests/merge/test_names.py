@@ -13,7 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from glue_jobs.merge import MergeContext
+from hybrid_ingest import iceberg
 from hybrid_ingest.tables import load_spec
 from tests.merge.helpers import (
     Oracle,
@@ -136,3 +139,13 @@ def test_pyiceberg_reads_what_query_reads(ctx: MergeContext, raw: RawWriter, eng
                            for r in table_rows(ctx, f"SELECT * FROM {table}")), key=str)
         assert by_pyiceberg == by_query
         assert len(by_query) == 2
+        ids = {f.name: f.field_id for f in loaded.schema().fields}
+        for f in iceberg.snapshot_files(loaded, None):  # every column by ID; timestamps INT64 micros, never INT96
+            schema = pq.read_metadata(ctx.lake.path(iceberg.lake_rel(ctx.lake, f.uri)),
+                                      filesystem=ctx.lake.fs).schema
+            for i in range(len(schema)):
+                column = schema.column(i)
+                assert column.physical_type != "INT96", column.name
+            arrow = schema.to_arrow_schema()
+            assert {a.name: int(a.metadata[b"PARQUET:field_id"]) for a in arrow} == ids
+            assert str(arrow.field("_merged_at").type) == "timestamp[us, tz=UTC]"
