@@ -260,7 +260,8 @@ class MergeSql:
     def in_parts(self, expr: str, values: Sequence[Any]) -> str:
         """Null-safe: whether ``expr`` is one of the partition ``values``."""
         listed = [self.part_literal(v) for v in values if v is not None]
-        tests = [f"{expr} IN ({', '.join(listed)})"] if listed else []
+        # never NULL itself: ``x IN (...)`` is NULL for a null x, and NOT NULL would hide a new null partition
+        tests = [f"({expr} IS NOT NULL AND {expr} IN ({', '.join(listed)}))"] if listed else []
         if any(v is None for v in values):
             tests.append(f"{expr} IS NULL")
         return f"({' OR '.join(tests)})" if tests else "FALSE"

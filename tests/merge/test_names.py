@@ -101,6 +101,25 @@ def test_awkward_partition_values_round_trip(ctx: MergeContext, raw: RawWriter, 
         assert table_rows(ctx, f"SELECT count(*) AS n FROM tagged WHERE tag {literal}") == [{"n": 2}]
 
 
+def test_a_key_moves_into_a_new_null_partition(ctx: MergeContext, raw: RawWriter, engine: str,
+                                               tmp_path: Path) -> None:
+    """The null partition appearing after the table has partitions: it is written, not lost (both plans)."""
+    register(ctx, tmp_path, "tagged", [
+        {"name": "id", "type": "long"},
+        {"name": "tag", "type": ["null", "string"], "default": None},
+        {"name": "n", "type": "long"},
+    ], "id", {"column": "tag", "granularity": "identity"})
+    oracle = Oracle("tagged", ("id",))
+    first = [ev("c", 1, {"id": 1, "tag": "a", "n": 1}), ev("c", 2, {"id": 2, "tag": "a", "n": 1})]
+    second = [ev("u", 3, {"id": 1, "tag": None, "n": 2})]
+    for events in (first, second):
+        raw.write("tagged", events)
+        oracle.stream(events)
+        merge(ctx, "tagged", engine)
+        assert_matches(ctx, oracle)
+    assert set(live_partitions(ctx, "tagged")) == {"a", "null"}
+
+
 def test_empty_full_extract_on_an_unpartitioned_table(ctx: MergeContext, engine: str) -> None:
     """A full extract of no rows at as_of_seq 1, the table's first and only input: an empty table, one snapshot."""
     land_extract(ctx.lake, ctx.registry, "customers", [], as_of_seq=1, mode="full")
