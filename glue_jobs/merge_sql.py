@@ -479,11 +479,14 @@ class MergeSql:
         return (f"CASE WHEN {part} IS NULL THEN {null_folder} {cases}"
                 f" ELSE concat('x', md5(CAST({part} AS {text}))) END")
 
-    def _kept(self, stored: str, part: str, extra: str = "") -> str:
-        """The stored rows of ``stored`` that stay: not removed from their partition (``part``, an expression)."""
+    def _kept(self, stored: str, same_part: str, extra: str = "") -> str:
+        """The stored rows of ``stored`` that stay: not removed from their partition (``same_part`` tests ``r._part``)."""
         return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at{extra} FROM {stored} c"
-                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')}"
-                f" AND {self.dialect.same('r._part', part)})")
+                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND {same_part})")
+
+    def part_is(self, expr: str, value: Any) -> str:
+        """``expr`` is the partition ``value``: a plain comparison with a literal (engines prune on it), or IS NULL."""
+        return f"{expr} IS NULL" if value is None else f"{expr} = {self.part_literal(value)}"
 
     def _inserted(self, extra: str = "", where: str = "") -> str:
         return f"SELECT {self.cols()}, _seq, _op_ts, {self.merged_at} AS _merged_at{extra} FROM inserted{where}"
@@ -491,13 +494,13 @@ class MergeSql:
     def output(self, parts: Sequence[Any]) -> str:
         """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
         return (f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
-                f"{self._kept('cur_rows', 'c._part', ', c._part')} UNION ALL {self._inserted(', _part')}) merged")
+                f"{self._kept('cur_rows', self.dialect.same('r._part', 'c._part'), ', c._part')}"
+                f" UNION ALL {self._inserted(', _part')}) merged")
 
     def partition_output(self, value: Any, stored: str | None) -> str:
         """One partition's rows after the merge; ``stored`` reads its current rows (None: a new partition)."""
-        literal = self.part_literal(value)
-        inserted = self._inserted(where=f" WHERE {self.dialect.same('_part', literal)}")
-        return inserted if stored is None else f"{self._kept(stored, literal)} UNION ALL {inserted}"
+        inserted = self._inserted(where=f" WHERE {self.part_is('_part', value)}")
+        return inserted if stored is None else f"{self._kept(stored, self.part_is('r._part', value))} UNION ALL {inserted}"
 
     def output_one_pass(self, parts: Sequence[Any]) -> str:
         """Every partition's rows after the merge, and the next tombstones, straight from ``k`` in one scan.
