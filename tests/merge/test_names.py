@@ -152,6 +152,9 @@ def test_pyiceberg_reads_what_query_reads(ctx: MergeContext, raw: RawWriter, eng
         merge(ctx, table, engine)
         loaded = load_table(ctx, table)
         assert "schema.name-mapping.default" not in loaded.properties
+        assert loaded.metadata.format_version == 2
+        assert {k: loaded.properties.get(k) for k in ("write.format.default", "commit.retry.num-retries")} == {
+            "write.format.default": "parquet", "commit.retry.num-retries": "0"}
         by_pyiceberg = sorted((tuple(sorted((k, _plain(v)) for k, v in r.items()))
                                for r in loaded.scan().to_arrow().to_pylist()), key=str)
         by_query = sorted((tuple(sorted((k, _plain(v)) for k, v in r.items()))

@@ -212,6 +212,42 @@ def test_schema_evolution_with_defaults(ctx: MergeContext, raw: RawWriter, engin
     assert state.schema_version == 2
 
 
+def test_schema_evolution_keeps_field_ids_promotes_and_drops(ctx: MergeContext, raw: RawWriter, engine: str,
+                                                             tmp_path: Path) -> None:
+    """Iceberg's schema update in the run's commit: promoted columns keep their IDs, a dropped one goes,
+    a new one gets a new ID, and the rewritten rows read the new schema."""
+    old = [ev("c", 1, order(1, weight=2.5)), ev("c", 2, order(2, day="2026-02-02", notes="n"))]
+    raw.write("orders", old)
+    merge(ctx, "orders", engine)
+    before = {f.name: f.field_id for f in load_table(ctx, "orders").schema().fields}
+    schema = json.loads((SCHEMAS / "orders.avsc").read_text())
+    fields = [f for f in schema["fields"] if f["name"] != "notes"]
+    for f in fields:
+        if f["name"] == "item_count":
+            f["type"] = "long"
+        if f["name"] == "weight_kg":
+            f["type"] = ["null", "double"]
+    schema["fields"] = [*fields, {"name": "channel", "type": "string", "default": "web"}]
+    (tmp_path / "orders.avsc").write_text(json.dumps(schema))
+    (tmp_path / "orders.table.json").write_text((SCHEMAS / "orders.table.json").read_text())
+    ctx.registry.register(load_spec(tmp_path / "orders.avsc"))
+    new = [ev("u", 3, {**{k: v for k, v in order(2, day="2026-02-02").items() if k != "notes"},
+                       "item_count": 2**40, "channel": "shop"})]
+    raw.write("orders", new)
+    result = merge(ctx, "orders", engine)
+    assert result.stats["rewrite_all"] is True
+    table = load_table(ctx, "orders")
+    after = {f.name: f.field_id for f in table.schema().fields}
+    assert "notes" not in after
+    assert after["channel"] > max(before.values())
+    assert {k: v for k, v in after.items() if k != "channel"} == {k: v for k, v in before.items() if k != "notes"}
+    assert str(table.schema().find_field("item_count").field_type) == "long"
+    assert str(table.schema().find_field("weight_kg").field_type) == "double"
+    rows = {r["order_id"]: r for r in table_rows(ctx, "SELECT order_id, item_count, weight_kg, channel FROM orders")}
+    assert rows == {1: {"order_id": 1, "item_count": 1, "weight_kg": 2.5, "channel": "web"},
+                    2: {"order_id": 2, "item_count": 2**40, "weight_kg": 1.5, "channel": "shop"}}
+
+
 class Crash(Exception):
     pass
 
