@@ -33,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from glue_jobs import commit, inputs, retention
 from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult, Partition
 from glue_jobs.merge_sql import MergeParams
@@ -277,7 +275,7 @@ def _retain(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, setti
         table = run.table.refresh()
         expired, deleted = retention.retain(table, ctx.lake, latest.spec.table, now,
                                             float(settings["version_retention_hours"]))
-    except (OSError, ClientError) as exc:
+    except Exception as exc:  # whatever it was (I/O, Glue, pyiceberg), the committed run stands
         LOGGER.warning("retention of %s failed, the next run retries: %s", latest.spec.table, exc)
         result.stats["cleanup_error"] = str(exc)
         expired = deleted = 0
