@@ -156,12 +156,11 @@ def rewrite_tombstones(lake: Lake, files: Sequence[tuple[str, int]], job: Kernel
 
     A file at a time, so the driver holds one file's three columns at most.
     """
-    target = layout.tombstone_dir(job.spec.table, job.run_id)
     columns = [*job.spec.primary_key, "_seq", "_merged_at"]
     written: list[WrittenFile] = []
     for i, (path, _) in enumerate(files):
         table = pq.read_table(lake.path(path), columns=columns, filesystem=lake.fs, partitioning=None)
         table = table.rename_columns([*job.spec.primary_key, "_seq", "deleted_at"])
-        rel = f"{target}/part-{i:05d}.parquet"
+        rel = layout.tombstone_file(job.spec.table, job.run_id, i)
         written.append(WrittenFile(rel, lake.write_parquet(rel, table, compression=job.compression)))
     return written

@@ -64,10 +64,9 @@ def referenced(table: Table, lake: Lake) -> set[str]:
 def remove_unreferenced(table: Table, lake: Lake, spec_table: str, cutoff: dt.datetime) -> int:
     """Delete the table's files no remaining snapshot references, last modified before ``cutoff``."""
     keep = referenced(table, lake)
-    base = layout.curated_table_dir(spec_table)
     deleted = 0
-    for folder, suffix in ((f"{base}/{layout.DATA}", ""), (f"{base}/{layout.TOMBSTONES}", ""),
-                           (f"{base}/metadata", ".avro")):
+    for folder, suffix in ((layout.curated_data_dir(spec_table), ""), (layout.tombstones_dir(spec_table), ""),
+                           (layout.curated_metadata_dir(spec_table), ".avro")):
         selector = pafs.FileSelector(lake.path(folder), allow_not_found=True, recursive=True)
         for info in lake.fs.get_file_info(selector):
             if info.type != pafs.FileType.File or not info.path.endswith(suffix):

@@ -19,6 +19,7 @@ RAW = "raw"
 DLQ = "dlq"
 CURATED = "curated"
 DATA = "data"
+METADATA = "metadata"
 TOMBSTONES = "tombstones"
 MAX_SEGMENT = 96
 ZONES = (LANDING, RAW, DLQ, CURATED)
@@ -93,9 +94,24 @@ def run_data_dir(table: str, run_id: str) -> str:
     return f"{curated_data_dir(table)}/{safe(run_id)}"
 
 
+def tombstones_dir(table: str) -> str:
+    """``curated/<table>/tombstones``: in the table's folder beside, never inside, ``data/``: no reader sees them."""
+    return f"{curated_table_dir(table)}/{TOMBSTONES}"
+
+
 def tombstone_dir(table: str, run_id: str) -> str:
-    """A run's tombstone files: in the table's folder beside, never inside, ``data/``, so no reader sees them."""
-    return f"{curated_table_dir(table)}/{TOMBSTONES}/{safe(run_id)}"
+    """A run's tombstone files (an engine names the files in it)."""
+    return f"{tombstones_dir(table)}/{safe(run_id)}"
+
+
+def tombstone_file(table: str, run_id: str, index: int) -> str:
+    """A run's tombstone file written by the driver itself (the one-pass plan's rewrite)."""
+    return f"{tombstone_dir(table, run_id)}/part-{index:05d}.parquet"
+
+
+def curated_metadata_dir(table: str) -> str:
+    """``curated/<table>/metadata``: Iceberg's metadata files, written by pyiceberg."""
+    return f"{curated_table_dir(table)}/{METADATA}"
 
 
 def encode_value(value: str | None) -> str:

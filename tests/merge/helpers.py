@@ -225,10 +225,9 @@ def unreferenced_files(ctx: MergeContext, table: str) -> set[str]:
     from glue_jobs.retention import referenced
 
     keep = referenced(load_table(ctx, table), ctx.lake)
-    base = layout.curated_table_dir(table)
     found = set()
-    for folder in (layout.DATA, layout.TOMBSTONES):  # with the engines' hidden ``_pdir=`` folders
-        selector = pafs.FileSelector(ctx.lake.path(f"{base}/{folder}"), allow_not_found=True, recursive=True)
+    for folder in (layout.curated_data_dir(table), layout.tombstones_dir(table)):  # with hidden ``_pdir=`` folders
+        selector = pafs.FileSelector(ctx.lake.path(folder), allow_not_found=True, recursive=True)
         found |= {ctx.lake.rel(i.path) for i in ctx.lake.fs.get_file_info(selector)
                   if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")}
     return found - keep
