@@ -15,6 +15,14 @@ on newer metadata. If anyone committed since (a concurrent writer, or a
 successor while this run stalled past its lease), the commit raises
 ``CommitConflictError``, nothing is published, and this run's files are
 deleted; the next run redoes the work.
+
+Only a conflict the catalog reported is taken as "not landed": the run's Glue
+client does not retry (``iceberg.catalog(..., commit=True)``), because a retried
+call whose first attempt landed would come back as a conflict, and pyiceberg
+would then delete the manifests of a committed snapshot. Any other failure of
+the commit call leaves everything in place: if it landed, the next run finds
+its snapshot and repairs the watermark from it; if not, retention removes the
+files later.
 """
 
 from __future__ import annotations

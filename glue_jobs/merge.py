@@ -136,7 +136,7 @@ def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], r
 
 def _open(ctx: MergeContext, latest: SchemaVersion, settings: dict[str, Any]) -> commit.OpenRun:
     """The table (created on its first run) and this run's transaction, fenced on the snapshot read now."""
-    cat = iceberg.catalog(ctx.clients, ctx.lake)
+    cat = iceberg.catalog(ctx.clients, ctx.lake, commit=True)
     table = commit.open_table(cat, iceberg.identifier(ctx.clients, latest.spec.table), latest.spec, ctx.lake,
                               str(settings["parquet_compression"]))
     return commit.open_run(table, latest.spec)

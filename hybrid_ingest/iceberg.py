@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
+from botocore.config import Config
 from pyiceberg.catalog.glue import GlueCatalog
 from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchTableError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
@@ -67,6 +68,7 @@ from hybrid_ingest.tables import TableSpec
 if TYPE_CHECKING:
     from hybrid_ingest.aws import Clients
 
+SINGLE_ATTEMPT = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 PARTITION_FIELD_ID = 1000  # Iceberg's convention: partition field IDs start at 1000
 EPOCH = dt.date(1970, 1, 1)
 EPOCH_TS = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -105,8 +107,13 @@ def properties(compression: str, previous_versions: int = 100) -> dict[str, str]
     }
 
 
-def catalog(clients: Clients, lake: Lake) -> GlueCatalog:
-    """pyiceberg's Glue catalog on the clients' Glue (moto's server locally), the lake's curated zone as warehouse."""
+def catalog(clients: Clients, lake: Lake, commit: bool = False) -> GlueCatalog:
+    """pyiceberg's Glue catalog on the clients' Glue (moto's server locally), the lake's curated zone as warehouse.
+
+    ``commit``: for a writer. Its Glue client makes every call once: botocore
+    would retry an UpdateTable whose response was lost, and the retry's version
+    conflict would read as "not committed" although the first attempt was.
+    """
     props: dict[str, str] = {"warehouse": lake.uri(layout.CURATED)}
     settings = clients.settings
     if lake.scheme == "s3":
@@ -114,7 +121,8 @@ def catalog(clients: Clients, lake: Lake) -> GlueCatalog:
         if settings.endpoint_url:
             props.update({"s3.endpoint": settings.endpoint_url, "s3.access-key-id": "testing",
                           "s3.secret-access-key": "testing"})
-    return GlueCatalog("glue", client=clients.glue, **props)
+    glue = clients.client("glue", config=SINGLE_ATTEMPT) if commit else clients.glue
+    return GlueCatalog("glue", client=glue, **props)
 
 
 def identifier(clients: Clients, table: str) -> tuple[str, str]:
