@@ -112,7 +112,7 @@ class Stack:
             raise HybridIngestError(f"the consumer thread stopped: {self.failure[0]!r}") from self.failure[0]
 
     def query(self) -> LocalQuery:
-        """A fresh LocalQuery: it reads the catalog's partition locations once, when it is built."""
+        """A fresh LocalQuery: it reads each table's current Iceberg snapshot once, when it is built."""
         return LocalQuery(self.clients, self.lake, self.registry, self.store)
 
     def batch_run(self) -> workflow.ExecutionResult:

@@ -83,7 +83,7 @@ def draw() -> Path:
                 landing = SimpleStorageServiceS3Bucket("landing/\nextract + _manifest.json")
                 raw = SimpleStorageServiceS3Bucket("raw/\ningest_date/ingest_hour")
                 dlq = SimpleStorageServiceS3Bucket("dlq/\nnever dropped")
-                curated = SimpleStorageServiceS3Bucket("curated/\n<part>/v=<run_id>")
+                curated = SimpleStorageServiceS3Bucket("curated/<table>/\nIceberg data/, metadata/")
 
             streaming = Glue("Glue streaming job\n<prefix>-stream")
 
@@ -93,7 +93,7 @@ def draw() -> Path:
                 workflow = StepFunctions("Step Functions\n<prefix>-batch")
                 merge = Glue("Glue merge job\n<prefix>-merge\nDuckDB | Spark")
 
-            catalog = GlueDataCatalog("Glue Data Catalog\n_curated / _raw")
+            catalog = GlueDataCatalog("Glue Data Catalog\nIceberg tables")
             athena = Athena("Athena\nworkgroup")
 
             with Cluster("DynamoDB", graph_attr=CLUSTER):
@@ -129,8 +129,8 @@ def draw() -> Path:
         workflow >> control("StartJobRun per table") >> merge
         raw >> data() >> merge
         landing >> data() >> merge
-        merge >> data("new version") >> curated
-        merge >> control("catalog switch") >> catalog
+        merge >> data("data files") >> curated
+        merge >> control("one Iceberg commit per run") >> catalog
         curated >> aux() >> catalog >> data("Trino SQL") >> athena
 
         # state and operations

@@ -1,4 +1,5 @@
-"""What a merge run reads: raw files above the watermark, verified extracts, the live partitions.
+"""What a merge run reads: raw files above the watermark and verified extracts (the live partitions
+come from the table's snapshot: ``merge.live_partitions``).
 
 Only listings and Parquet footers are read here (no row data), so the sizing step
 can call the same code to estimate a run before choosing its engine.
@@ -23,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from glue_jobs.kernel import ExtractInput, FileGroup, Partition
+from glue_jobs.kernel_model import ExtractInput, FileGroup
 from hybrid_ingest import layout, manifest
 from hybrid_ingest.errors import ManifestError
 from hybrid_ingest.lake import Lake
@@ -198,18 +199,3 @@ def gather(lake: Lake, table: str, watermark: Watermark, verify: bool = True,
         raw_bytes=sum(f.bytes for f in raw), raw_files=len(raw),
         extracts=extracts, extract_bytes=sum(x.files.bytes for x in extracts), rejected=rejected,
     )
-
-
-def live_partitions(lake: Lake, locations: dict[str, str]) -> tuple[list[Partition], int, int]:
-    """The live partitions' files, plus the table's total bytes and rows (for sizing and file targets)."""
-    partitions: list[Partition] = []
-    total_bytes = total_rows = 0
-    for value, rel in sorted(locations.items()):
-        facts = [file_facts(lake, lake.rel(i.path)) for i in lake.files(rel, ".parquet")]
-        groups = group_by_schema(facts)
-        schema = groups[0].schema if groups else pa.schema([])
-        partitions.append(Partition(value, rel, FileGroup(tuple(f.rel for f in facts), schema,
-                                                          sum(f.bytes for f in facts), sum(f.rows for f in facts))))
-        total_bytes += sum(f.bytes for f in facts)
-        total_rows += sum(f.rows for f in facts)
-    return partitions, total_bytes, total_rows

@@ -3,10 +3,11 @@
 DuckDB runs the shared merge SQL with a memory limit and a temp directory, so
 joins and windows larger than memory spill to disk instead of failing. A
 ``file://`` lake is read and written by DuckDB directly (its Parquet writer
-cuts the files at the row cap); an ``s3://`` lake is read
-through ``pyarrow.dataset`` over the Lake's filesystem (DuckDB's httpfs cannot be
-installed offline, and one filesystem adapter is simpler than two credentials
-paths) and written to a local staging folder that ``publish`` uploads.
+cuts the files at the row cap and writes each column's Iceberg field ID); an
+``s3://`` lake is read through ``pyarrow.dataset`` over the Lake's filesystem
+(DuckDB's httpfs cannot be installed offline, and one filesystem adapter is
+simpler than two credentials paths) and written to a local folder whose files
+are then uploaded once, to their final paths.
 
 Relations live in the engine's own in-memory database (not as temp objects of
 one connection) so that cursors can write partitions side by side (see
@@ -18,7 +19,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,27 +29,34 @@ import duckdb
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, PartitionWrites, run_kernel
+from glue_jobs.engine import PartitionWrite, PartitionWrites
+from glue_jobs.kernel import run_kernel
+from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult
 from glue_jobs.merge_sql import Dialect
+from hybrid_ingest import sqltext
 from hybrid_ingest.lake import Lake
 
 ROW_GROUP_SIZE = 122_880
 
 
-def _copy_options(rows_per_file: int, compression: str) -> list[str]:
-    """COPY options writing files of at most ``rows_per_file`` rows into a folder, named ``part-<n>``.
+def _copy_options(rows_per_file: int, compression: str, field_ids: Mapping[str, int]) -> list[str]:
+    """COPY options writing files of at most ``rows_per_file`` rows into a folder, with Iceberg field IDs.
 
     The cap is counted in row groups: DuckDB ignores ``ROW_GROUPS_PER_FILE`` when
     ``FILE_SIZE_BYTES`` is also set, and ``rows_per_file`` already stands for the
     target file size (the merge derives it from the table's bytes per row).
     """
     row_group = min(ROW_GROUP_SIZE, rows_per_file)
-    return ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE {row_group}",
-            f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)}", "FILENAME_PATTERN 'part-{i}'"]
+    options = ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE {row_group}",
+               f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // row_group)}", "OVERWRITE_OR_IGNORE", "RETURN_FILES"]
+    if field_ids:
+        ids = ", ".join(f"{sqltext.ident(name, 'duckdb')}: {fid}" for name, fid in field_ids.items())
+        options.append(f"FIELD_IDS {{{ids}}}")
+    return options
 
 
 def _sql_list(items: list[str]) -> str:
-    return "[" + ", ".join("'" + i.replace("'", "''") + "'" for i in items) + "]"
+    return "[" + ", ".join(sqltext.string(i, "duckdb") for i in items) + "]"
 
 
 @dataclass
@@ -83,12 +91,6 @@ class DuckDBEngine:
         self.db.register(name, self._datasets[name])
         return name
 
-    def partitions_source(self, lake: Lake, parts: Sequence[Partition]) -> str:
-        """A union with a literal ``_part`` per branch: DuckDB plans such unions cheaply, and it is exact."""
-        branches = [f"SELECT *, {self.dialect.string(p.value)} AS _part FROM {self.source(lake, p.files)}"
-                    for p in parts]
-        return f"({' UNION ALL '.join(branches)}) _parts"
-
     def define(self, name: str, sql: str, materialize: bool) -> None:
         kind = "TABLE" if materialize else "VIEW"
         before = self._kinds.get(name, kind)
@@ -108,17 +110,23 @@ class DuckDBEngine:
         # through Arrow: DuckDB's own conversion of TIMESTAMPTZ to Python needs pytz
         return [tuple(row.values()) for row in self.db.sql(sql).to_arrow_table().to_pylist()]
 
-    def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
-              rows_per_file: int, compression: str) -> tuple[pafs.FileSystem, str]:
-        fs, base = self._staging(lake, staging_rel)
-        options = _copy_options(rows_per_file, compression)
+    def write(self, sql: str, lake: Lake, folder: str, partition_column: str | None, field_ids: Mapping[str, int],
+              rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
+        options = _copy_options(rows_per_file, compression, field_ids)
         if partition_column:
             options.append(f"PARTITION_BY ({partition_column})")
-        self.db.execute(f"COPY ({sql}) TO {self.dialect.string(base)} ({', '.join(options)})")
-        return fs, base
+        target = self._target(lake, folder)
+        (_, paths), = self.db.execute(f"COPY ({sql}) TO {self.dialect.string(target)} ({', '.join(options)})"
+                                      ).fetchall()
+        out: dict[str, list[tuple[str, int]]] = {}
+        for path in paths:
+            relative = str(Path(path).relative_to(target))
+            token = relative.split("/", 1)[0].partition("=")[2] if partition_column else ""
+            out.setdefault(token, []).append(self._landed(lake, folder, target, path))
+        return out
 
-    def write_partitions(self, writes: PartitionWrites, lake: Lake, staging_rel: str, rows_per_file: int,
-                         compression: str) -> tuple[pafs.FileSystem, str]:
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, run_folder: str, field_ids: Mapping[str, int],
+                         rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
         """A COPY per partition, as many side by side as DuckDB has threads.
 
         DuckDB's partitioned COPY routes every row to its partition's buffer, which
@@ -128,24 +136,31 @@ class DuckDBEngine:
         Largest partitions go first so the last ones to finish are short.
         """
         outputs = writes.each()
-        fs, base = self._staging(lake, staging_rel)
-        options = ", ".join(_copy_options(rows_per_file, compression))
+        options = ", ".join(_copy_options(rows_per_file, compression, field_ids))
         local = threading.local()
         cursors: list[duckdb.DuckDBPyConnection] = []
         lock = threading.Lock()
+        out: dict[str, list[tuple[str, int]]] = {}
 
-        def copy(output: tuple[str, str]) -> None:
-            folder, select = output
+        def copy(output: PartitionWrite) -> None:
             if not hasattr(local, "cursor"):
                 local.cursor = self.db.cursor()
                 for name, dataset in self._datasets.items():
                     local.cursor.register(name, dataset)
                 with lock:
                     cursors.append(local.cursor)
-            target = f"{base}/_pdir={folder}"
-            written = local.cursor.execute(f"COPY ({select}) TO {self.dialect.string(target)} ({options})").fetchone()
-            if not written or not written[0]:  # DuckDB writes an empty file for no rows: the partition is emptied
-                fs.delete_dir(target)
+            target = self._target(lake, output.folder)
+            pattern = self.dialect.string(f"{output.prefix}-{{i}}")
+            (rows, paths), = local.cursor.execute(
+                f"COPY ({output.select}) TO {self.dialect.string(target)} ({options}, FILENAME_PATTERN {pattern})"
+            ).fetchall()
+            if not rows:  # DuckDB writes an empty file for no rows: the partition is emptied
+                for path in paths:
+                    pafs.LocalFileSystem().delete_file(path)
+                return
+            files = [self._landed(lake, output.folder, target, path) for path in paths]
+            with lock:
+                out[output.token] = files
 
         (threads,) = self.fetch("SELECT current_setting('threads')")[0]
         try:
@@ -154,18 +169,27 @@ class DuckDBEngine:
         finally:
             for cursor in cursors:
                 cursor.close()
-        return fs, base
+        return out
 
-    def _staging(self, lake: Lake, staging_rel: str) -> tuple[pafs.FileSystem, str]:
-        """An empty staging folder: in the lake when it is local, else under ``temp_dir`` for ``publish``."""
+    def _target(self, lake: Lake, folder: str) -> str:
+        """Where DuckDB writes ``folder``: in the lake when it is local, else a local folder under ``temp_dir``."""
         if lake.scheme == "file":
-            fs, base = lake.fs, lake.path(staging_rel)
-        else:
-            fs, base = pafs.LocalFileSystem(), str(Path(self.temp_dir) / Path(staging_rel).name)
-        if fs.get_file_info(base).type == pafs.FileType.Directory:
-            fs.delete_dir(base)
-        fs.create_dir(base, recursive=True)
-        return fs, base
+            lake.ensure_dir(folder)
+            return lake.path(folder)
+        local = Path(self.temp_dir) / "out" / folder
+        local.mkdir(parents=True, exist_ok=True)
+        return str(local)
+
+    def _landed(self, lake: Lake, folder: str, target: str, path: str) -> tuple[str, int]:
+        """(lake-relative path, bytes) of a written file, uploaded to its final path first on a remote lake."""
+        rel = f"{folder}/{Path(path).relative_to(target).as_posix()}"
+        size = Path(path).stat().st_size
+        if lake.scheme != "file":
+            lake.fs.create_dir(lake.path(rel).rsplit("/", 1)[0], recursive=True)
+            pafs.copy_files(path, lake.path(rel), source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=lake.fs)
+            Path(path).unlink()
+        return rel, size
 
     @property
     def db(self) -> duckdb.DuckDBPyConnection:

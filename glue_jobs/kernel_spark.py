@@ -2,66 +2,39 @@
 
 The session is passed in (on Glue the job's own, locally the caller's); the
 settings the kernel needs are set for the run and put back afterwards. Inputs are
-read with ``spark.read.parquet`` from the lake's URIs, the live partitions in one
-scan (see ``partitions_source``); relations become temp views, materialised ones
+read with ``spark.read.parquet`` from the lake's URIs, each group of files in one
+scan; relations become temp views, materialised ones
 as eager local checkpoints (see ``define``), released at the end; a run's counts
 are observed on the decision pass itself (see ``observe``). The output is
 shuffled by partition so each partition's rows are written by one task into
 files capped at ``rows_per_file`` rows (``maxRecordsPerFile``): compaction toward
-the target size without a second pass.
+the target size without a second pass. Every column carries its Iceberg field ID
+(``parquet.field.id`` metadata, written by Spark's Parquet writer) and
+timestamps are written as TIMESTAMP_MICROS (Iceberg's type; never INT96).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 from typing import Any
 
 import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from glue_jobs.kernel import FileGroup, KernelJob, KernelResult, Partition, PartitionWrites, run_kernel
+from glue_jobs.engine import PartitionWrites
+from glue_jobs.kernel import run_kernel
+from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult
 from glue_jobs.merge_sql import Dialect
-from hybrid_ingest import layout
-from hybrid_ingest.lake import Lake
+from hybrid_ingest.lake import Lake, hidden
 
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+    "spark.sql.parquet.fieldId.write.enabled": "true",
 }
-
-_SAFE = re.compile(r"[A-Za-z0-9._-]+")
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-
-
-def _folder_keys(parts: Sequence[Partition], columns: set[str]) -> tuple[str, str] | None:
-    """(base folder, partition key) when every file is ``<base>/<key>=<value>/v=<run>/<file>`` for its own value.
-
-    Only then does Spark's partition discovery give back each partition value unchanged.
-    """
-    version_key = layout.VERSION_PREFIX.rstrip("=")
-    found: set[tuple[str, str]] = set()
-    for p in parts:
-        if not _SAFE.fullmatch(p.value) or p.value == _HIVE_NULL:
-            return None
-        for rel in p.files.rels:
-            segments = rel.split("/")
-            if len(segments) < 4 or not segments[-2].startswith(layout.VERSION_PREFIX):
-                return None
-            key, sep, value = segments[-3].partition("=")
-            if not sep or value != p.value:
-                return None
-            found.add(("/".join(segments[:-3]), key))
-    if len(found) != 1:
-        return None
-    base, key = found.pop()
-    if not _SAFE.fullmatch(key) or {key, version_key} & columns or key == version_key:
-        return None
-    return base, key
 
 
 def _release_checkpoint(frame: DataFrame) -> None:
@@ -95,42 +68,9 @@ class SparkEngine:
             name = self._view(self._read(lake, group), group.rels)
         return name
 
-    def partitions_source(self, lake: Lake, parts: Sequence[Partition]) -> str:
-        """One scan of every partition's files, ``_part`` taken from the partition folder names.
-
-        A union with a branch per partition made plans grow with the partition
-        count (megabytes of plan text at 24 partitions, re-optimised by every
-        statement that reads it) and let Spark push the output's anti-join into
-        each branch, one broadcast per partition. Spark's own partition discovery
-        turns ``<key>=<value>/v=<run>`` folders into constant columns, free per row
-        (a regular expression over ``_metadata.file_path`` cost 25 s per million
-        rows here). It is used only when every folder value is exactly the
-        partition value (``layout.safe`` changed nothing) and the folder keys
-        collide with no column; otherwise the union is the exact fallback.
-        """
-        rels = tuple(r for p in parts for r in p.files.rels)
-        name = self._views.get(rels)
-        if name is not None:
-            return name
-        schema = parts[0].files.schema
-        if len(parts) == 1:
-            frame = self._read(lake, FileGroup(rels, schema)).withColumn("_part", F.lit(parts[0].value))
-        elif (layout_keys := _folder_keys(parts, set(schema.names) | {"_part"})) is not None:
-            base, key = layout_keys
-            frame = (self._read(lake, FileGroup(rels, schema), base_path=lake.uri(base))
-                     .withColumnRenamed(key, "_part").drop(layout.VERSION_PREFIX.rstrip("=")))
-        else:
-            frame = reduce(DataFrame.unionAll, [
-                self._read(lake, FileGroup(p.files.rels, schema)).withColumn("_part", F.lit(p.value))
-                for p in parts])
-        return self._view(frame, rels)
-
-    def _read(self, lake: Lake, group: FileGroup, base_path: str | None = None) -> DataFrame:
-        ddl = ", ".join(f"`{f.name}` {self.dialect.type(f.type)}" for f in group.schema)
-        reader = self.spark.read.schema(ddl)
-        if base_path is not None:
-            reader = reader.option("basePath", base_path)
-        frame: DataFrame = reader.parquet(*[lake.uri(r) for r in group.rels])
+    def _read(self, lake: Lake, group: FileGroup) -> DataFrame:
+        ddl = ", ".join(f"{self.dialect.ident(f.name)} {self.dialect.type(f.type)}" for f in group.schema)
+        frame: DataFrame = self.spark.read.schema(ddl).parquet(*[lake.uri(r) for r in group.rels])
         return frame
 
     def _view(self, frame: DataFrame, rels: tuple[str, ...]) -> str:
@@ -172,21 +112,32 @@ class SparkEngine:
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
 
-    def write(self, sql: str, lake: Lake, staging_rel: str, partition_column: str | None,
-              rows_per_file: int, compression: str) -> tuple[pafs.FileSystem, str]:
+    def write(self, sql: str, lake: Lake, folder: str, partition_column: str | None, field_ids: Mapping[str, int],
+              rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
         frame = self.spark.sql(sql)
+        frame = frame.select(*[
+            F.col(self.dialect.ident(c)).alias(c, metadata={"parquet.field.id": field_ids[c]}) if c in field_ids
+            else F.col(self.dialect.ident(c)) for c in frame.columns])
         writer_frame = frame.repartition(partition_column) if partition_column else frame.coalesce(1)
         writer = (writer_frame.write.mode("overwrite").option("compression", compression)
                   .option("maxRecordsPerFile", rows_per_file))
         if partition_column:
             writer = writer.partitionBy(partition_column)
-        writer.parquet(lake.uri(staging_rel))
-        return lake.fs, lake.path(staging_rel)
+        writer.parquet(lake.uri(folder))
+        out: dict[str, list[tuple[str, int]]] = {}
+        selector = pafs.FileSelector(lake.path(folder), allow_not_found=True, recursive=True)
+        for info in lake.fs.get_file_info(selector):  # the ``_pdir=`` folders are hidden to ``Lake.files``
+            if info.type != pafs.FileType.File or hidden(info.base_name) or not info.base_name.endswith(".parquet"):
+                continue
+            rel = lake.rel(info.path)
+            token = rel.removeprefix(folder).strip("/").split("/", 1)[0].partition("=")[2] if partition_column else ""
+            out.setdefault(token, []).append((rel, int(info.size or 0)))
+        return out
 
-    def write_partitions(self, writes: PartitionWrites, lake: Lake, staging_rel: str, rows_per_file: int,
-                         compression: str) -> tuple[pafs.FileSystem, str]:
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, run_folder: str, field_ids: Mapping[str, int],
+                         rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
         """One partitioned write: a statement per partition would be a scan, plan and job each."""
-        return self.write(writes.combined(), lake, staging_rel, "_pdir", rows_per_file, compression)
+        return self.write(writes.combined(), lake, run_folder, "_pdir", field_ids, rows_per_file, compression)
 
     def close(self) -> None:
         for frame in self._checkpoints:

@@ -1,26 +1,26 @@
 """One merge run of one table: the engine-independent part around the kernel.
 
-Order of a run, and why a crash anywhere is safe:
+Order of a run (``_run``), and why a crash anywhere is safe:
 
 1. Take the table's merge lease (``merge#<table>``): runs of one table are serial.
-2. Clean up what a crashed run left: staging folders, and version folders newer
-   than the table's committed version that no partition points at (never live).
-3. Read the watermark, the catalog's live partitions, the raw files above the
-   watermark and the verified, not yet merged extracts; choose the engine.
-4. The kernel writes complete new version folders for the affected partitions
-   and, if tombstones changed, a new tombstone version. Nothing is visible yet.
-   (crash point ``after_write``: the next run deletes these folders in step 2.)
-5. Record what the switch retires (old versions), then switch the catalog:
-   partitions first, then the table (schema, tombstones, floor, version).
-   (crash point ``after_switch``: the watermark is not moved, so the next run
-   re-reads the same changes; applying them again is a no-op because a change
-   must be strictly newer than the stored row or tombstone to apply.)
-6. Commit the watermark with a conditional write (version compare-and-set).
-7. Delete retired versions older than the retention window, record the run's
-   statistics in the run history and emit them as metrics.
-
-Old versions are deleted only ``version_retention_hours`` after they were
-replaced, so queries that planned against them keep their files.
+2. Open the Iceberg table (created on the first run) and a transaction based on
+   its current snapshot: the run's fence (``glue_jobs.commit``).
+3. Repair the watermark if the last run died between its commit and its
+   watermark write: the snapshot summary says what that run merged.
+4. Read the raw files above the watermark and the verified, not yet merged
+   extracts; size the run and choose the engine and plan.
+5. The kernel writes the affected partitions' new data files (and the next
+   tombstones) under the table's folder. Nothing is visible yet.
+   (crash point ``after_write``: the files are named by no snapshot; retention
+   removes them once older than its window.)
+6. Commit one Iceberg snapshot: the affected partitions' files replaced,
+   atomically, its summary recording the run (positions, extracts, floor,
+   tombstones, schema version). It fails cleanly if the table moved since step 2.
+   (crash point ``after_commit``: the watermark has not moved; the next run
+   repairs it from this snapshot's summary in step 3, merging nothing twice.)
+7. Commit the watermark with a conditional write (version compare-and-set).
+8. Expire snapshots and remove unreferenced files past the retention window,
+   record the run's statistics in the run history and emit them as metrics.
 """
 
 from __future__ import annotations
@@ -33,25 +33,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from glue_jobs import catalog, inputs
-from glue_jobs.kernel import KernelJob, KernelResult
-from glue_jobs.merge_sql import UNPARTITIONED, MergeParams
+from glue_jobs import commit, inputs, retention
+from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult, Partition
+from glue_jobs.merge_sql import MergeParams
 from glue_jobs.sizing import InputEstimate, plan_table
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import HybridIngestError, MergeError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
 from hybrid_ingest.position import Position
-from hybrid_ingest.registry import Registry
+from hybrid_ingest.registry import Registry, SchemaVersion
 from hybrid_ingest.state import StateStore, Watermark
 
 LOGGER = logging.getLogger("glue_jobs.merge")
 Hook = Callable[[str], None]
-CRASH_POINTS = ("after_write", "after_switch")
-RETIRED = f"{layout.CURATED}/_retired"
+CRASH_POINTS = ("after_write", "after_commit")
 DEFAULT_BYTES_PER_ROW = 64
 
 
@@ -77,20 +74,11 @@ class MergeContext:
 class RunResult:
     table: str
     run_id: str
-    version: str
     engine: str
     engine_reason: str
+    snapshot_id: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     status: str = "SUCCEEDED"
-
-
-def version_id(now: dt.datetime, run_id: str) -> str:
-    """Version folder names sort by creation time, which is what cleanup compares."""
-    return f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}Z-{layout.safe(run_id)}"
-
-
-def _version_of(rel: str) -> str:
-    return rel.rstrip("/").rsplit("/", 1)[-1].removeprefix(layout.VERSION_PREFIX)
 
 
 def run_merge(ctx: MergeContext, table: str, engine: str = "auto", run_id: str | None = None,
@@ -101,7 +89,7 @@ def run_merge(ctx: MergeContext, table: str, engine: str = "auto", run_id: str |
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     settings = ctx.store.settings()
     lease = ctx.store.acquire(f"merge#{table}", owner=run_id, ttl_seconds=float(settings["lock_lease_seconds"]))
-    result = RunResult(table, run_id, version_id(now, run_id), engine, "")
+    result = RunResult(table, run_id, engine, "")
     try:
         _run(ctx, table, engine, settings, result, hook or (lambda _point: None), now)
     except Exception as exc:
@@ -118,109 +106,199 @@ def run_merge(ctx: MergeContext, table: str, engine: str = "auto", run_id: str |
     return result
 
 
+@dataclass
+class _Pending:
+    """What this run merges, decided before any engine work."""
+
+    latest: SchemaVersion
+    watermark: Watermark
+    inputs: inputs.MergeInputs
+    job: KernelJob | None  # None: nothing to merge
+
+
 def _run(ctx: MergeContext, table: str, engine: str, settings: dict[str, Any], result: RunResult,
          hook: Hook, now: dt.datetime) -> None:
-    lake, glue = ctx.lake, ctx.clients.glue
     latest = ctx.registry.latest(table)
+    run = _open(ctx, latest, settings)
+    watermark = _repair_watermark(ctx, table, run.state, ctx.store.watermark(table))
+    pending = _plan(ctx, run, latest, watermark, settings, result, now)
+    kernel = _write(ctx, pending, result, settings, hook)
+    merged = _merged(ctx.lake, run, pending, kernel, result) if pending.job is not None else None
+    if merged is not None:
+        started = time.monotonic()
+        result.snapshot_id = _commit(ctx, run, pending, merged, kernel)
+        result.stats["commit_s"] = round(time.monotonic() - started, 3)
+    hook("after_commit")
+    _advance_watermark(ctx, pending, merged)
+    _retain(ctx, run, latest, settings, result, now)
+    _report(result, pending, kernel)
+
+
+def _open(ctx: MergeContext, latest: SchemaVersion, settings: dict[str, Any]) -> commit.OpenRun:
+    """The table (created on its first run) and this run's transaction, fenced on the snapshot read now."""
+    cat = iceberg.catalog(ctx.clients, ctx.lake, commit=True)
+    table = commit.open_table(cat, iceberg.identifier(ctx.clients, latest.spec.table), latest.spec, ctx.lake,
+                              str(settings["parquet_compression"]))
+    return commit.open_run(table, latest.spec)
+
+
+def _repair_watermark(ctx: MergeContext, table: str, state: iceberg.MergeState | None,
+                      watermark: Watermark) -> Watermark:
+    """Bring the watermark up to the last merge snapshot if a run died between its commit and its watermark.
+
+    The snapshot summary holds the cumulative positions and the extracts that
+    run merged, so after this the run reads exactly what no snapshot holds yet.
+    """
+    if state is None:
+        if watermark.last_run is not None:
+            raise MergeError(
+                f"the watermark of {table!r} records merged data but the curated table has none: "
+                "delete the watermark item too, to rebuild the table by replay from raw (README, Operations)")
+        return watermark
+    if state.run_id == watermark.last_run:
+        return watermark
+    LOGGER.warning("watermark of %s behind snapshot %s (run %s): repaired from its summary",
+                   table, state.snapshot_id, state.run_id)
+    newest = max([t for t in (state.newest_op_ts, watermark.newest_op_ts) if t is not None], default=None)
+    repaired = Watermark(table, dict(state.positions), watermark.extracts | set(state.extracts), watermark.version,
+                         newest, state.run_id)
+    return ctx.store.commit_watermark(repaired, watermark.version)
+
+
+def _plan(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, watermark: Watermark,
+          settings: dict[str, Any], result: RunResult, now: dt.datetime) -> _Pending:
+    """Inputs, engine, plan and the kernel job (with a staged schema evolution when the registry moved)."""
     spec = latest.spec
-    state = catalog.ensure_table(glue, lake, ctx.database, spec)
-    remove_leftovers(lake, spec.table, state)
-    watermark = ctx.store.watermark(table)
-    pending = inputs.gather(lake, table, watermark, verify=True, now=now)
-    partitions, table_bytes, table_rows = inputs.live_partitions(lake, state.partitions)
-    rewrite_all = bool(partitions) and state.param_int(catalog.PARAM_SCHEMA_VERSION, 0) != latest.version
-    estimate = InputEstimate(table, pending.raw_bytes, pending.raw_files, pending.extract_bytes,
-                             len(pending.extracts), table_bytes if (pending.raw or pending.extracts
-                                                                    or rewrite_all) else 0, table_bytes)
-    plan = plan_table(estimate, settings, None if engine == "auto" else engine)
+    pending = inputs.gather(ctx.lake, spec.table, watermark, verify=True, now=now)
+    partitions = live_partitions(ctx.lake, run)
+    table_bytes = sum(f.bytes for f in run.files)
+    table_rows = sum(f.rows for f in run.files)
+    state = run.state
+    rewrite_all = bool(partitions) and (state.schema_version if state else 0) != latest.version
+    has_work = bool(pending.raw or pending.extracts or rewrite_all)
+    estimate = InputEstimate(spec.table, pending.raw_bytes, pending.raw_files, pending.extract_bytes,
+                             len(pending.extracts), table_bytes if has_work else 0, table_bytes)
+    plan = plan_table(estimate, settings, None if result.engine == "auto" else result.engine)
     result.engine, result.engine_reason = plan["engine"], plan["reason"]
-    tomb_rel = state.parameters.get(catalog.PARAM_TOMBSTONES) or None
-    tombstones = None
-    if tomb_rel:
-        tomb_facts = [inputs.file_facts(lake, lake.rel(i.path)) for i in lake.files(tomb_rel, ".parquet")]
-        tombstones = next(iter(inputs.group_by_schema(tomb_facts)), None)
-    stored_floor = state.param_int(catalog.PARAM_FLOOR, -1)
+    if not has_work:
+        return _Pending(latest, watermark, pending, None)
+    if state is None or state.schema_version != latest.version:
+        commit.evolve(run, spec)  # staged in the run's transaction: the files carry the evolved field IDs
+    stored_floor = state.floor if state else -1
     full = [x for x in pending.extracts if x.mode == "full" and x.as_of_seq > stored_floor]
     top = max(full, key=lambda x: x.rank) if full else None
-    floor = max([stored_floor] + [x.as_of_seq for x in full])
-    cutoff = now - dt.timedelta(hours=float(settings["tombstone_retention_hours"]))
     bytes_per_row = table_bytes / table_rows if table_rows else DEFAULT_BYTES_PER_ROW
     target = int(settings["target_file_bytes"])
-    one_pass = _one_pass(ctx.plan, result.engine, pending, table_rows, rewrite_all,
-                         float(settings["one_pass_change_fraction"]))
+    tomb_rels = commit.tombstone_rels(run.table, ctx.lake, state)
+    tomb_facts = [inputs.file_facts(ctx.lake, rel) for rel in tomb_rels]
     job = KernelJob(
         spec=spec, raw=tuple(pending.raw), extracts=tuple(pending.extracts), current=tuple(partitions),
-        tombstones=tombstones,
+        tombstones=next(iter(inputs.group_by_schema(tomb_facts)), None),
         params=MergeParams(
             watermark={s: str(p) for s, p in watermark.shards.items()},
-            floor=floor, full_rank=top.rank if top else -1, merged_at=now, tombstone_cutoff=cutoff),
-        rewrite_all=rewrite_all, version=result.version,
+            floor=max([stored_floor] + [x.as_of_seq for x in full]), full_rank=top.rank if top else -1,
+            merged_at=now, tombstone_cutoff=now - dt.timedelta(hours=float(settings["tombstone_retention_hours"]))),
+        rewrite_all=rewrite_all, run_id=result.run_id, field_ids=run.field_ids,
         rows_per_file=max(1, min(int(settings["max_rows_per_file"]), int(target / max(bytes_per_row, 1.0)))),
-        compression=str(settings["parquet_compression"]), one_pass=one_pass,
+        compression=str(settings["parquet_compression"]),
+        one_pass=_one_pass(ctx.plan, result.engine, pending, table_rows, rewrite_all,
+                           float(settings["one_pass_change_fraction"])),
         positions=pending.positions,
     )
-    has_work = bool(pending.raw or pending.extracts or rewrite_all)
-    kernel = _run_kernel(ctx, job, result.engine, settings) if has_work else KernelResult()
-    hook("after_write")
-    new_locations = {value: layout.curated_version_dir(spec.table, spec.partition,
-                                                       value if spec.partition else None, result.version)
-                     for value in kernel.written}
-    emptied = [v for v in kernel.affected if v not in kernel.written]
-    new_tomb = layout.tombstone_dir(spec.table, result.version) if kernel.tombstones is not None else tomb_rel
-    retired = [state.partitions[v] for v in list(new_locations) + emptied if v in state.partitions]
-    if kernel.tombstones is not None and tomb_rel:
-        retired.append(tomb_rel)
-    if retired:
-        lake.write_json(f"{RETIRED}/{layout.safe(spec.table)}/{result.version}.json",
-                        {"version": result.version, "at": now.isoformat(), "paths": retired})
-    if spec.partition is not None:
-        catalog.switch_partitions(glue, lake, ctx.database, spec, state, new_locations, emptied)
-    location = layout.curated_table_dir(spec.table)
-    if spec.partition is None:
-        location = new_locations.get(UNPARTITIONED, state.location or location)
-        if UNPARTITIONED in emptied:  # every row deleted: point at an empty version folder
-            location = layout.curated_version_dir(spec.table, None, None, result.version)
-            lake.ensure_dir(location)
-    committed_version = result.version if (new_locations or emptied or kernel.tombstones is not None) \
-        else state.parameters.get(catalog.PARAM_VERSION, "")
-    catalog.update_table(glue, lake, ctx.database, spec, location, {
-        catalog.PARAM_SCHEMA_VERSION: str(latest.version),
-        catalog.PARAM_VERSION: committed_version,
-        catalog.PARAM_TOMBSTONES: new_tomb or "",
-        catalog.PARAM_FLOOR: str(floor),
-    })
-    hook("after_switch")
-    shards = dict(watermark.shards)
-    for shard, kpos in kernel.positions.items():
-        position = Position.parse(kpos)
-        if shard not in shards or shards[shard] < position:
-            shards[shard] = position
-    newest = kernel.newest_op_ts.timestamp() if kernel.newest_op_ts else None
-    if watermark.newest_op_ts is not None:
-        newest = max(newest or watermark.newest_op_ts, watermark.newest_op_ts)
+    return _Pending(latest, watermark, pending, job)
+
+
+def live_partitions(lake: Lake, run: commit.OpenRun) -> list[Partition]:
+    """The snapshot's partitions and their files, from its manifests (no listing, no footer read)."""
+    schema = iceberg.arrow_schema(run.table.schema())
+    out = []
+    for value, files in commit.partition_files(run).items():
+        out.append(Partition(value, FileGroup(tuple(iceberg.lake_rel(lake, f.uri) for f in files), schema,
+                                              sum(f.bytes for f in files), sum(f.rows for f in files))))
+    return out
+
+
+def _write(ctx: MergeContext, pending: _Pending, result: RunResult, settings: dict[str, Any],
+           hook: Hook) -> KernelResult:
+    """The kernel's work: new files for the affected partitions, none of them visible yet."""
+    kernel = _run_kernel(ctx, pending.job, result.engine, settings) if pending.job is not None else KernelResult()
+    try:
+        hook("after_write")
+    except Exception:
+        commit.discard(ctx.lake, kernel.files())
+        raise
+    return kernel
+
+
+def _merged(lake: Lake, run: commit.OpenRun, pending: _Pending, kernel: KernelResult,
+            result: RunResult) -> iceberg.MergeState:
+    """What the table holds after this run: the snapshot summary's record, and the next watermark's content."""
+    watermark, state = pending.watermark, run.state
+    positions = dict(watermark.shards)
+    for shard, text in kernel.positions.items():
+        position = Position.parse(text)
+        if shard not in positions or positions[shard] < position:
+            positions[shard] = position
+    times = [t for t in (kernel.newest_op_ts.timestamp() if kernel.newest_op_ts else None,
+                         watermark.newest_op_ts) if t is not None]
+    tombstones = (commit.relative_tombstones(run.table, lake, kernel.tombstones)
+                  if kernel.tombstones is not None else (state.tombstones if state else ()))
+    floor = pending.job.params.floor if pending.job is not None else (state.floor if state else -1)
+    return iceberg.MergeState(
+        snapshot_id=0, run_id=result.run_id, positions=positions,
+        extracts=tuple(x.extract_id for x in pending.inputs.extracts), floor=floor, tombstones=tombstones,
+        schema_version=pending.latest.version, newest_op_ts=max(times, default=None))
+
+
+def _commit(ctx: MergeContext, run: commit.OpenRun, pending: _Pending, merged: iceberg.MergeState,
+            kernel: KernelResult) -> int:
+    """One snapshot: the affected partitions replaced, the run recorded in its summary (fenced)."""
+    return commit.commit(run, ctx.lake, pending.latest.spec, kernel, merged)
+
+
+def _advance_watermark(ctx: MergeContext, pending: _Pending, merged: iceberg.MergeState | None) -> None:
+    """The conditional watermark write right after the commit; a run that committed nothing re-asserts the
+    watermark it read, which still fences it against a concurrent run."""
+    watermark = pending.watermark
+    if merged is None:
+        ctx.store.commit_watermark(watermark, watermark.version)
+        return
     ctx.store.commit_watermark(Watermark(
-        table, shards, watermark.extracts | {x.extract_id for x in pending.extracts}, watermark.version,
-        newest, result.run_id), watermark.version)
-    try:  # the run is committed: a failed cleanup is retried by the next run, not a failed merge
-        deleted = delete_retired(lake, spec.table, catalog.read_table(glue, lake, ctx.database, table), now,
-                                 float(settings["version_retention_hours"]))
-    except (OSError, ClientError) as exc:
-        LOGGER.warning("cleanup of retired versions of %s failed, next run retries: %s", table, exc)
+        watermark.table, dict(merged.positions), watermark.extracts | set(merged.extracts), watermark.version,
+        merged.newest_op_ts, merged.run_id), watermark.version)
+
+
+def _retain(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, settings: dict[str, Any],
+            result: RunResult, now: dt.datetime) -> None:
+    """Snapshot expiry and unreferenced files; the run is committed, so a failure here is only logged."""
+    try:
+        table = run.table.refresh()
+        expired, deleted = retention.retain(table, ctx.lake, latest.spec.table, now,
+                                            float(settings["version_retention_hours"]))
+    except Exception as exc:  # whatever it was (I/O, Glue, pyiceberg), the committed run stands
+        LOGGER.warning("retention of %s failed, the next run retries: %s", latest.spec.table, exc)
         result.stats["cleanup_error"] = str(exc)
-        deleted = 0
-    result.stats.update(kernel.stats)
+        expired = deleted = 0
+    result.stats.update({"snapshots_expired": expired, "files_deleted": deleted})
+
+
+def _report(result: RunResult, pending: _Pending, kernel: KernelResult) -> None:
+    stats = kernel.stats
+    rows_in = stats.get("raw_rows", 0) + stats.get("extract_rows", 0)
+    job = pending.job
+    result.stats.update(stats)
     result.stats.update({
-        "rows_in": kernel.stats.get("raw_rows", 0) + kernel.stats.get("extract_rows", 0),
-        "stale_dropped": (kernel.stats.get("raw_rows", 0) + kernel.stats.get("extract_rows", 0)
-                          - kernel.stats.get("upserts", 0)
-                          - (kernel.stats.get("deletes", 0) - kernel.stats.get("full_extract_deletes", 0))),
-        "partitions_rewritten": len(new_locations), "partitions_removed": len(emptied),
-        "bytes_written": sum(b for files in kernel.written.values() for _, b in files),
+        "rows_in": rows_in,
+        "stale_dropped": (rows_in - stats.get("upserts", 0)
+                          - (stats.get("deletes", 0) - stats.get("full_extract_deletes", 0))),
+        "partitions_rewritten": len(kernel.written),
+        "partitions_removed": len([v for v in kernel.affected if v not in kernel.written]),
+        "bytes_written": sum(f.bytes for files in kernel.written.values() for f in files),
         "files_written": sum(len(files) for files in kernel.written.values()),
-        "raw_files": pending.raw_files, "raw_bytes": pending.raw_bytes,
-        "extracts": [x.extract_id for x in pending.extracts], "extracts_rejected": pending.rejected,
-        "versions_deleted": deleted, "schema_version": latest.version, "rewrite_all": rewrite_all,
-        "kernel_plan": "one_pass" if one_pass else "keys_first",
+        "raw_files": pending.inputs.raw_files, "raw_bytes": pending.inputs.raw_bytes,
+        "extracts": [x.extract_id for x in pending.inputs.extracts], "extracts_rejected": pending.inputs.rejected,
+        "schema_version": pending.latest.version, "rewrite_all": bool(job and job.rewrite_all),
+        "kernel_plan": "one_pass" if job is not None and job.one_pass else "keys_first",
     })
 
 
@@ -254,54 +332,9 @@ def _run_kernel(ctx: MergeContext, job: KernelJob, engine: str, settings: dict[s
     return merge_duckdb(ctx.lake, job, memory_limit=str(settings["duckdb_memory_limit"]))
 
 
-def _version_dirs(lake: Lake, table: str) -> list[str]:
-    """Every version folder of a table's data and tombstones (relative paths)."""
-    base = layout.curated_table_dir(table)
-    found: list[str] = []
-    for name in lake.dirs(base):
-        if name.startswith(layout.VERSION_PREFIX):
-            found.append(f"{base}/{name}")
-        elif "=" in name and not name.startswith((".", "_")):
-            found.extend(f"{base}/{name}/{v}" for v in lake.dirs(f"{base}/{name}")
-                         if v.startswith(layout.VERSION_PREFIX))
-    tomb_base = layout.tombstone_dir(table, "x").rsplit("/", 1)[0]
-    found.extend(f"{tomb_base}/{v}" for v in lake.dirs(tomb_base) if v.startswith(layout.VERSION_PREFIX))
-    return found
-
-
-def remove_leftovers(lake: Lake, table: str, state: catalog.CatalogTable) -> list[str]:
-    """Delete staging folders and never-live versions of crashed runs (runs are serial under the lease)."""
-    base = layout.curated_table_dir(table)
-    removed = [f"{base}/{name}" for name in lake.dirs(base) if name.startswith(".staging-")]
-    committed = state.parameters.get(catalog.PARAM_VERSION, "")
-    live = set(state.partitions.values()) | {state.parameters.get(catalog.PARAM_TOMBSTONES, "")}
-    removed += [d for d in _version_dirs(lake, table) if d not in live and _version_of(d) > committed]
-    for rel in removed:
-        lake.delete_dir(rel)
-    return removed
-
-
-def delete_retired(lake: Lake, table: str, state: catalog.CatalogTable, now: dt.datetime,
-                   retention_hours: float) -> int:
-    """Delete versions retired longer ago than the retention window, unless live again."""
-    folder = f"{RETIRED}/{layout.safe(table)}"
-    live = set(state.partitions.values()) | {state.parameters.get(catalog.PARAM_TOMBSTONES, "")}
-    deleted = 0
-    for info in lake.files(folder, ".json", recursive=False):
-        record = lake.read_json(lake.rel(info.path))
-        if dt.datetime.fromisoformat(record["at"]) > now - dt.timedelta(hours=retention_hours):
-            continue
-        for rel in record["paths"]:
-            if rel not in live and lake.exists(rel):
-                lake.delete_dir(rel)
-                deleted += 1
-        lake.delete_file(lake.rel(info.path))
-    return deleted
-
-
 def _record(ctx: MergeContext, result: RunResult, started: dt.datetime, error: str | None = None) -> None:
     record: dict[str, Any] = {**result.stats, "table": result.table, "run_id": result.run_id,
-                              "version": result.version, "engine": result.engine,
+                              "snapshot_id": result.snapshot_id, "engine": result.engine,
                               "engine_reason": result.engine_reason, "status": result.status,
                               "started_at": started.isoformat()}
     if error:

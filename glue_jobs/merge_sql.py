@@ -38,6 +38,13 @@ The rules (DESIGN.md "Merge semantics"):
   (a "virtual delete", which also leaves a tombstone).
 * A key whose partition value changes is removed from its old partition and
   inserted into its new one; every stored copy but the surviving row is removed.
+
+Partitions: ``_part`` is a row's Iceberg partition value (the transform of its
+partition column, typed; see ``hybrid_ingest.iceberg.partition_type``), null for
+a null column and for every row of an unpartitioned table. Partition values are
+always compared null-safely. Every column name and literal in the text goes
+through ``hybrid_ingest.sqltext`` (``Dialect.ident``/``Dialect.string``), so a
+column called ``order`` or a value holding quotes round-trips.
 """
 
 from __future__ import annotations
@@ -50,12 +57,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from hybrid_ingest import sqltext
 from hybrid_ingest.convert import arrow_schema, default_value
+from hybrid_ingest.iceberg import partition_type
 from hybrid_ingest.tables import TableSpec
 
 STREAM, INCREMENTAL, FULL = 0, 1, 2
-NULL_PARTITION = "__null__"
-UNPARTITIONED = ""
+NULL_FOLDER = "n"  # the output folder of the null partition (every other folder is an index or x + a hash)
+TOMB_FOLDER = "t"  # the one-pass output folder of the next tombstones
 RAW_META = ("_op", "_seq", "_op_ts", "_shard", "_kpos")
 CURATED_META = ("_seq", "_op_ts", "_merged_at")
 
@@ -64,7 +73,7 @@ CURATED_META = ("_seq", "_op_ts", "_merged_at")
 class Dialect:
     """What differs between the engines' SQL: type names, literals and date formatting."""
 
-    name: str  # "duckdb" or "spark"
+    name: sqltext.SqlDialect  # "duckdb" or "spark"
 
     def type(self, t: pa.DataType) -> str:
         spark = self.name == "spark"
@@ -91,8 +100,10 @@ class Dialect:
         raise ValueError(f"no SQL type for Arrow type {t}")
 
     def string(self, value: str) -> str:
-        text = value.replace("\\", "\\\\") if self.name == "spark" else value
-        return "'" + text.replace("'", "''") + "'"
+        return sqltext.string(value, self.name)
+
+    def ident(self, name: str) -> str:
+        return sqltext.ident(name, self.name)
 
     def literal(self, value: Any, t: pa.DataType) -> str:
         sql_type = self.type(t)
@@ -101,7 +112,7 @@ class Dialect:
         if isinstance(value, bool):
             return "TRUE" if value else "FALSE"
         if isinstance(value, bytes):
-            return f"{'unhex' if self.name == 'spark' else 'from_hex'}('{value.hex()}')"
+            return f"{'unhex' if self.name == 'spark' else 'from_hex'}({self.string(value.hex())})"
         if isinstance(value, dt.datetime):
             stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
             return f"CAST({self.string(stamp.astimezone(dt.UTC).isoformat())} AS {sql_type})"
@@ -118,18 +129,30 @@ class Dialect:
         """``select`` with a row number ``rid`` once materialised: DuckDB tables have ``rowid`` already."""
         return f"SELECT *, monotonically_increasing_id() AS _rid FROM ({select}) c" if self.name == "spark" else select
 
-    def distinct_json(self, expr: str) -> str:
-        """An aggregate: the distinct non-null values of ``expr`` as a JSON list (plain text in any engine)."""
-        if self.name == "spark":
-            return f"to_json(collect_set({expr}))"
-        return f"CAST(to_json(coalesce(list(DISTINCT {expr}) FILTER (WHERE {expr} IS NOT NULL), [])) AS VARCHAR)"
+    def distinct_list(self, expr: str, t: pa.DataType) -> str:
+        """An aggregate: the distinct non-null values of ``expr`` (of type ``t``) as a list.
 
-    def date_format(self, column: str, granularity: str) -> str:
+        DuckDB returns typed values. Spark's observed metrics cannot carry an array
+        to Python, so there the list is JSON of each value's text (hex for
+        binary), which ``hybrid_ingest.iceberg.from_text`` reads back exactly.
+        """
         if self.name == "spark":
-            fmt = {"day": "yyyy-MM-dd", "month": "yyyy-MM", "year": "yyyy"}[granularity]
-            return f"date_format({column}, '{fmt}')"
-        fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[granularity]
-        return f"strftime({column}, '{fmt}')"
+            text = f"hex({expr})" if pa.types.is_binary(t) else f"CAST({expr} AS STRING)"
+            return f"to_json(collect_set({text}))"
+        return f"coalesce(list(DISTINCT {expr}) FILTER (WHERE {expr} IS NOT NULL), [])"
+
+    def transform(self, column: str, granularity: str) -> str:
+        """Iceberg's day, month or year transform of a date or timestamp (the session's time zone is UTC)."""
+        if granularity == "day":
+            return f"CAST({column} AS DATE)"
+        years = f"(year({column}) - 1970)"
+        if granularity == "year":
+            return f"CAST({years} AS INT)"
+        return f"CAST({years} * 12 + month({column}) - 1 AS INT)"
+
+    def same(self, a: str, b: str) -> str:
+        """Null-safe equality (two null partition values are the same partition)."""
+        return f"{a} IS NOT DISTINCT FROM {b}"
 
 
 def projection(spec: TableSpec, dialect: Dialect, file_schema: pa.Schema, source: str,
@@ -144,14 +167,15 @@ def projection(spec: TableSpec, dialect: Dialect, file_schema: pa.Schema, source
     present = {f.name: f.type for f in file_schema}
     exprs: list[str] = []
     for field in target:
+        name = dialect.ident(field.name)
         if field.name in present:
             if present[field.name] == field.type or _same_time_type(present[field.name], field.type):
-                exprs.append(field.name)
+                exprs.append(name)
             else:
-                exprs.append(f"CAST({field.name} AS {dialect.type(field.type)}) AS {field.name}")
+                exprs.append(f"CAST({name} AS {dialect.type(field.type)}) AS {name}")
         else:
             _, default = default_value(spec.field(field.name))
-            exprs.append(f"{dialect.literal(default, field.type)} AS {field.name}")
+            exprs.append(f"{dialect.literal(default, field.type)} AS {name}")
     exprs.extend(meta)
     exprs.extend(f"{expr} AS {name}" for name, expr in (extra or {}).items())
     return f"SELECT {', '.join(exprs)} FROM {source}"
@@ -164,7 +188,7 @@ def _same_time_type(a: pa.DataType, b: pa.DataType) -> bool:
 def empty_relation(spec: TableSpec, dialect: Dialect, meta: Mapping[str, pa.DataType],
                    only: Sequence[str] | None = None) -> str:
     """A typed relation with no rows, for inputs that have no files this run."""
-    cols = [f"{dialect.literal(None, f.type)} AS {f.name}" for f in arrow_schema(spec)
+    cols = [f"{dialect.literal(None, f.type)} AS {dialect.ident(f.name)}" for f in arrow_schema(spec)
             if only is None or f.name in only]
     cols += [f"{dialect.literal(None, t)} AS {name}" for name, t in meta.items()]
     return f"SELECT {', '.join(cols)} WHERE 1 = 0"
@@ -200,11 +224,21 @@ class MergeSql:
 
     @property
     def keys(self) -> list[str]:
-        return list(self.spec.primary_key)
+        """The primary key columns, quoted."""
+        return [self.dialect.ident(k) for k in self.spec.primary_key]
 
     @property
     def row_columns(self) -> list[str]:
-        return self.spec.field_names
+        """The row's columns, quoted."""
+        return [self.dialect.ident(name) for name in self.spec.field_names]
+
+    @property
+    def part_type(self) -> pa.DataType:
+        """The SQL type of ``_part`` (an int, always null, when unpartitioned)."""
+        return partition_type(self.spec) or pa.int32()
+
+    def part_literal(self, value: Any) -> str:
+        return self.dialect.literal(value, self.part_type)
 
     @property
     def merged_at(self) -> str:
@@ -215,15 +249,22 @@ class MergeSql:
         return " AND ".join(f"{a}.{k} = {b}.{k}" for k in self.keys)
 
     def partition_expr(self, alias: str = "") -> str:
+        """A row's partition value: Iceberg's transform of the partition column (null stays null)."""
         part = self.spec.partition
         if part is None:
-            return self.dialect.string(UNPARTITIONED)
-        column = f"{alias}.{part.column}" if alias else part.column
-        if part.granularity == "identity":
-            text = f"CAST({column} AS {self.dialect.type(pa.string())})"
-        else:
-            text = self.dialect.date_format(column, part.granularity)
-        return f"coalesce({text}, {self.dialect.string(NULL_PARTITION)})"
+            return self.part_literal(None)
+        column = self.dialect.ident(part.column)
+        column = f"{alias}.{column}" if alias else column
+        return column if part.granularity == "identity" else self.dialect.transform(column, part.granularity)
+
+    def in_parts(self, expr: str, values: Sequence[Any]) -> str:
+        """Null-safe: whether ``expr`` is one of the partition ``values``."""
+        listed = [self.part_literal(v) for v in values if v is not None]
+        # never NULL itself: ``x IN (...)`` is NULL for a null x, and NOT NULL would hide a new null partition
+        tests = [f"({expr} IS NOT NULL AND {expr} IN ({', '.join(listed)}))"] if listed else []
+        if any(v is None for v in values):
+            tests.append(f"{expr} IS NULL")
+        return f"({' OR '.join(tests)})" if tests else "FALSE"
 
     def watermark_expr(self) -> str:
         if not self.params.watermark:
@@ -233,6 +274,7 @@ class MergeSql:
         return f"CASE _shard {cases} ELSE '' END"
 
     def cols(self, alias: str = "") -> str:
+        """The row's columns, quoted, each prefixed with ``alias``."""
         prefix = f"{alias}." if alias else ""
         return ", ".join(f"{prefix}{c}" for c in self.row_columns)
 
@@ -247,12 +289,13 @@ class MergeSql:
         if one_pass:
             return self.row_columns
         part = self.spec.partition
-        extra = [part.column] if part is not None and part.column not in self.keys else []
+        column = self.dialect.ident(part.column) if part is not None else None
+        extra = [column] if column is not None and column not in self.keys else []
         return [*self.keys, *extra]
 
     def _null_rest(self, columns: Sequence[str]) -> str:
-        """``columns`` with everything but the key NULL (the row of a key-only record)."""
-        types = {f.name: f.type for f in arrow_schema(self.spec)}
+        """``columns`` (quoted) with everything but the key NULL (the row of a key-only record)."""
+        types = {self.dialect.ident(f.name): f.type for f in arrow_schema(self.spec)}
         return ", ".join(c if c in self.keys else f"{self.dialect.literal(None, types[c])} AS {c}" for c in columns)
 
     def _changes(self, one_pass: bool) -> str:
@@ -280,7 +323,7 @@ class MergeSql:
         """
         d = self.dialect
         ts, text, num = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.string()), d.literal(None, pa.int32())
-        big = d.literal(None, pa.int64())
+        big, part = d.literal(None, pa.int64()), self.part_literal(None)
         payload = self._payload(one_pass)
         cols = ", ".join(payload)
         no_meta = (f"{text} AS _op, _seq, {{op_ts}} AS _op_ts, {num} AS _src, {num} AS _xrank, {text} AS _kpos,"
@@ -296,10 +339,10 @@ class MergeSql:
             stored = (f"SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at, _part,"
                       f" {ts} AS _deleted_at, 1 AS _kind FROM {source}")
         return (f"SELECT {cols}, _op, _seq, _op_ts, _src, _xrank, _kpos, _shard, {rid} AS _rid, {ts} AS _merged_at,"
-                f" {text} AS _part, {ts} AS _deleted_at, 0 AS _kind FROM chg"
+                f" {part} AS _part, {ts} AS _deleted_at, 0 AS _kind FROM chg"
                 f" UNION ALL {stored}"
                 f" UNION ALL SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at,"
-                f" {text} AS _part, deleted_at AS _deleted_at, 2 AS _kind FROM tomb")
+                f" {part} AS _part, deleted_at AS _deleted_at, 2 AS _kind FROM tomb")
 
     def prelude(self, one_pass: bool) -> list[tuple[str, str, bool]]:
         """(name, select, materialise) before the decisions: ``chg``, materialised when read twice."""
@@ -381,17 +424,19 @@ class MergeSql:
         """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
         return [*self.prelude(False), ("k", self.decisions(False), True), *self.views()]
 
-    def metrics(self, known: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        """(name, aggregate over ``k``): the counts only the pass knows, and ``affected`` (JSON list).
+    def metrics(self, known: Sequence[Any] | None = None) -> list[tuple[str, str]]:
+        """(name, aggregate over ``k``): the counts only the pass knows, and the affected partitions.
 
         Plain aggregates with no grouping, so an engine can compute them while ``k``
         streams into a write (Spark's ``observe``) instead of in a pass of their own.
         Every aggregate is work per record, so counts the input files' footers give
-        (extract rows, tombstones before) are left to the kernel. With ``known`` (the
-        one pass, which writes every partition anyway) ``affected`` holds only the
-        upserts' partitions outside ``known``: which known ones changed, the written
-        files' footers tell (``kernel.changed_partitions``), and a set of every
-        record's partition cost a Spark pass 20% of its time.
+        (extract rows, tombstones before) are left to the kernel. ``affected`` is
+        the list of non-null partition values touched, ``affected_null`` whether
+        the null partition is. With ``known`` (the one pass, which writes every
+        partition anyway) they hold only the upserts' partitions outside
+        ``known``: which known ones changed, the written files' footers tell
+        (``kernel_output.changed_partitions``), and a set of every record's
+        partition cost a Spark pass 20% of its time.
         """
         counts = {
             "raw_rows": f"CASE WHEN _kind = 0 AND _src = {STREAM} AND _dup = 0 THEN 1 ELSE 0 END",
@@ -404,53 +449,63 @@ class MergeSql:
             counts["full_extract_deletes"] = "_vdel * _delete"
         out = [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
         if known is None:
+            touched = "(_removed = 1 OR _upsert = 1)"
             parts = "CASE WHEN _removed = 1 THEN _part ELSE _newpart END"
-        elif known:
-            listed = ", ".join(self.dialect.string(v) for v in known)
-            parts = f"CASE WHEN _upsert = 1 AND NOT (_newpart IN ({listed})) THEN _newpart END"
         else:
+            touched = f"(_upsert = 1 AND NOT {self.in_parts('_newpart', known)})"
             parts = "_newpart"
-        return [*out, ("affected", self.dialect.distinct_json(parts))]
+        return [*out, ("affected", self.dialect.distinct_list(f"CASE WHEN {touched} THEN {parts} END", self.part_type)),
+                ("affected_null", f"CAST(coalesce(max(CASE WHEN {touched} AND {parts} IS NULL THEN 1 END), 0) AS INT)")]
 
     def positions(self) -> str:
         """Per shard the highest merged position and newest source time: ``(shard, position, op_ts)``."""
         return (f"SELECT _shard, max(_kpos), max(_op_ts) FROM raw_in WHERE _kpos > {self.watermark_expr()}"
                 " GROUP BY _shard")
 
-    def folder(self, part: str, known: Sequence[str]) -> str:
-        """The staging folder of a partition value: its index in ``known``, else ``x`` + the MD5 of its UTF-8.
+    def folder(self, part: str, known: Sequence[Any]) -> str:
+        """The output folder of a partition value: its index in ``known``, else ``n`` for null, else ``x`` + an MD5.
 
-        Both are safe, short hive folder values whatever the partition value holds,
-        and the kernel maps them back; the index costs nothing per row (hashing
-        every row cost measurably over millions of rows).
+        All are safe, short hive folder values whatever the partition value holds,
+        and the kernel maps them back (``kernel_output.tokens``); the index costs
+        nothing per row (hashing every row cost measurably over millions of rows),
+        and the hash only serves values ``known`` lacks (the one pass's new
+        partitions).
         """
-        cases = " ".join(f"WHEN {self.dialect.string(v)} THEN '{i}'" for i, v in enumerate(known))
-        hashed = f"concat('x', md5({part}))"
-        return f"CASE {part} {cases} ELSE {hashed} END" if known else hashed
+        nulls = [i for i, v in enumerate(known) if v is None]
+        null_folder = self.dialect.string(str(nulls[0]) if nulls else NULL_FOLDER)
+        cases = " ".join(f"WHEN {part} = {self.part_literal(v)} THEN '{i}'" for i, v in enumerate(known)
+                         if v is not None)
+        text = self.dialect.type(pa.string())
+        return (f"CASE WHEN {part} IS NULL THEN {null_folder} {cases}"
+                f" ELSE concat('x', md5(CAST({part} AS {text}))) END")
 
-    def _kept(self, stored: str, part: str, extra: str = "") -> str:
-        """The stored rows of ``stored`` that stay: not removed from their partition (``part``, an expression)."""
+    def _kept(self, stored: str, same_part: str, extra: str = "") -> str:
+        """The stored rows of ``stored`` that stay: not removed from their partition (``same_part`` tests ``r._part``)."""
         return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at{extra} FROM {stored} c"
-                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND r._part = {part})")
+                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND {same_part})")
+
+    def part_is(self, expr: str, value: Any) -> str:
+        """``expr`` is the partition ``value``: a plain comparison with a literal (engines prune on it), or IS NULL."""
+        return f"{expr} IS NULL" if value is None else f"{expr} = {self.part_literal(value)}"
 
     def _inserted(self, extra: str = "", where: str = "") -> str:
         return f"SELECT {self.cols()}, _seq, _op_ts, {self.merged_at} AS _merged_at{extra} FROM inserted{where}"
 
-    def output(self, parts: Sequence[str]) -> str:
+    def output(self, parts: Sequence[Any]) -> str:
         """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
         return (f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
-                f"{self._kept('cur_rows', 'c._part', ', c._part')} UNION ALL {self._inserted(', _part')}) merged")
+                f"{self._kept('cur_rows', self.dialect.same('r._part', 'c._part'), ', c._part')}"
+                f" UNION ALL {self._inserted(', _part')}) merged")
 
-    def partition_output(self, value: str, stored: str | None) -> str:
+    def partition_output(self, value: Any, stored: str | None) -> str:
         """One partition's rows after the merge; ``stored`` reads its current rows (None: a new partition)."""
-        literal = self.dialect.string(value)
-        inserted = self._inserted(where=f" WHERE _part = {literal}")
-        return inserted if stored is None else f"{self._kept(stored, literal)} UNION ALL {inserted}"
+        inserted = self._inserted(where=f" WHERE {self.part_is('_part', value)}")
+        return inserted if stored is None else f"{self._kept(stored, self.part_is('r._part', value))} UNION ALL {inserted}"
 
-    def output_one_pass(self, parts: Sequence[str]) -> str:
+    def output_one_pass(self, parts: Sequence[Any]) -> str:
         """Every partition's rows after the merge, and the next tombstones, straight from ``k`` in one scan.
 
-        ``parts``: the current partition values (new ones get hex folders).
+        ``parts``: the current partition values (new ones get hashed folders).
         Tombstone rows go to folder ``t`` (never a partition's folder) with their
         deletion time in ``_merged_at``; the kernel rewrites them as tombstone files.
         """
@@ -462,6 +517,6 @@ class MergeSql:
             f" CASE WHEN _upsert + _delete = 1 THEN {self.merged_at} WHEN _kind = 2 THEN _deleted_at"
             f" ELSE _merged_at END AS _merged_at,"
             f" CASE WHEN _upsert = 1 THEN {self.folder('_newpart', parts)}"
-            f" WHEN {kept} THEN {self.folder('_part', parts)} ELSE 't' END AS _pdir"
+            f" WHEN {kept} THEN {self.folder('_part', parts)} ELSE {self.dialect.string(TOMB_FOLDER)} END AS _pdir"
             f" FROM k WHERE ({kept}) OR _upsert + _delete + _kept_tomb = 1"
         )

@@ -48,15 +48,17 @@ REQUIRED_KEYS = ("table", "engine", "worker_type", "workers", "execution_class")
 
 # (table, job settings, engine override or None) -> the table's plan
 Planner = Callable[[str, dict[str, Any], str | None], dict[str, Any]]
-PlannerFactory = Callable[[Lake, StateStore, Registry], Planner]
+PlannerFactory = Callable[[Clients, Lake, StateStore, Registry], Planner]
 
 
-def sizing_planner(lake: Lake, store: StateStore, registry: Registry) -> Planner:
+def sizing_planner(clients: Clients, lake: Lake, store: StateStore, registry: Registry) -> Planner:
     """The merge engineer's sizing: estimate each table's pending input, then pick engine and capacity."""
-    from glue_jobs.sizing import estimate_inputs, plan_table
+    from glue_jobs.sizing import estimate_inputs, plan_table, snapshot_bytes
+
+    table_bytes = snapshot_bytes(clients, lake)
 
     def plan(table: str, settings: dict[str, Any], override: str | None) -> dict[str, Any]:
-        return dict(plan_table(estimate_inputs(lake, store, registry, table), settings, override))
+        return dict(plan_table(estimate_inputs(lake, store, registry, table, table_bytes), settings, override))
 
     return plan
 
@@ -137,7 +139,7 @@ def run(argv: Sequence[str], make_planner: PlannerFactory = sizing_planner) -> d
     registry = Registry(clients.dynamodb, names.registry_table)
     lake = Lake.from_uri(settings.lake_uri, settings.endpoint_url, settings.region)
     override = engine_override(args.input)
-    plan, release = make_plan(store, registry.tables(), make_planner(lake, store, registry), args.run_id, override)
+    plan, release = make_plan(store, registry.tables(), make_planner(clients, lake, store, registry), args.run_id, override)
     try:
         write_plan(clients.dynamodb, names.state_table, args.run_id, plan)
     except BaseException:

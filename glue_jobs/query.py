@@ -1,10 +1,11 @@
 """``hybrid-ingest query``: Athena (Trino) SQL over the curated tables, and the ``<table>_live`` views.
 
 Locally the SQL is transpiled from Trino to DuckDB with sqlglot and runs over
-exactly the files of the catalog's current locations: one view per table, the
-partition key added as a constant per partition, so what a local query sees is
-what Athena would see. Unqualified names resolve to the curated database; the
-database name also works as a schema qualifier.
+exactly the data files of each Iceberg table's current snapshot (copy-on-write:
+no delete files), one view per table, so what a local query sees is what Athena
+would see. Partitioning is hidden: the partition column is a real column.
+Unqualified names resolve to the curated database; the database name also
+works as a schema qualifier.
 
 ``<table>_live`` is the curated table plus the raw changes above the watermark,
 merged with the same statements the merge runs (``merge_sql``) and the DuckDB
@@ -27,14 +28,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 import sqlglot
 import sqlglot.errors
+from pyiceberg.table import Table
 
-from glue_jobs import catalog, inputs
-from glue_jobs.kernel import FileGroup, KernelJob, register_inputs
+from glue_jobs import inputs
 from glue_jobs.kernel_duckdb import DuckDBEngine
+from glue_jobs.kernel_inputs import register_inputs
+from glue_jobs.kernel_model import FileGroup, KernelJob, Partition
 from glue_jobs.merge_sql import MergeParams, MergeSql
+from hybrid_ingest import iceberg, sqltext
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.convert import to_json_value
 from hybrid_ingest.errors import QueryError, UnknownTableError
@@ -47,21 +50,12 @@ if TYPE_CHECKING:
 
 LIVE_SUFFIX = "_live"
 ATHENA_POLL_SECONDS = 0.5
-_DUCK_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "float": "FLOAT", "double": "DOUBLE",
-               "boolean": "BOOLEAN", "string": "VARCHAR", "binary": "BLOB", "date": "DATE",
-               "timestamp": "TIMESTAMPTZ"}
 
 
 @dataclass
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
-
-
-def duck_type(hive: str) -> str:
-    if hive.startswith("decimal"):
-        return hive.upper()
-    return _DUCK_TYPES.get(hive, "VARCHAR")
 
 
 def to_duckdb(sql: str) -> str:
@@ -76,11 +70,11 @@ def to_duckdb(sql: str) -> str:
 
 
 def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return sqltext.ident(name, "duckdb")
 
 
 class LocalQuery:
-    """DuckDB over the catalog's live files; one connection per command invocation."""
+    """DuckDB over the current snapshots' data files; one connection per command invocation."""
 
     def __init__(self, clients: Clients, lake: Lake, registry: Registry, store: StateStore,
                  memory_limit: str = "2GB") -> None:
@@ -89,53 +83,45 @@ class LocalQuery:
         self.engine = DuckDBEngine(memory_limit=memory_limit, con=duckdb.connect())
         self.con = self.engine.db
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.database)}")
-        self.tables: dict[str, catalog.CatalogTable] = {}
-        for table in self._catalog_tables():
-            state = catalog.read_table(clients.glue, lake, self.database, table)
-            self.tables[table] = state
-            self._define_curated(state)
+        self.catalog = iceberg.catalog(clients, lake)
+        self.tables: dict[str, Table] = {}
+        for name in self._catalog_tables():
+            table = iceberg.load(self.catalog, (self.database, name))
+            if table is not None:
+                self.tables[name] = table
+                self._define_curated(name, table)
 
     def _catalog_tables(self) -> list[str]:
+        """The curated database's Iceberg tables (a table of the layout before Iceberg is not one)."""
         names: list[str] = []
         for page in self.clients.glue.get_paginator("get_tables").paginate(DatabaseName=self.database):
-            names.extend(t["Name"] for t in page.get("TableList", []))
+            names.extend(t["Name"] for t in page.get("TableList", [])
+                         if t.get("Parameters", {}).get("table_type", "").upper() == "ICEBERG")
         return sorted(names)
 
-    def _define_curated(self, state: catalog.CatalogTable) -> None:
-        key = state.partition_keys[0] if state.partition_keys else None
-        selects: list[str] = []
-        for value, rel in sorted(state.partitions.items()):
-            files = tuple(self.lake.rel(i.path) for i in self.lake.files(rel, ".parquet"))
-            if not files:
-                continue
-            extra = f", {self._str(value)} AS {_ident(key)}" if key else ""
-            source = self.engine.source(self.lake, FileGroup(files, pa.schema([])))  # DuckDB reads the footers
-            selects.append(f"SELECT *{extra} FROM {source}")
-        typed = ", ".join(f"CAST({_ident(c['Name'])} AS {duck_type(c['Type'])}) AS {_ident(c['Name'])}"
-                          for c in state.columns)
-        if key:
-            typed += f", CAST({_ident(key)} AS VARCHAR) AS {_ident(key)}"
-        if selects:
-            body = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
-            sql = f"SELECT {typed} FROM ({body}) t"
+    def _define_curated(self, name: str, table: Table) -> None:
+        """The view of ``name``: exactly its current snapshot's data files, typed as the table's schema."""
+        schema = iceberg.arrow_schema(table.schema())
+        d = self.engine.dialect
+        files = tuple(iceberg.lake_rel(self.lake, f.uri) for f in iceberg.snapshot_files(table, None))
+        if files:
+            source = self.engine.source(self.lake, FileGroup(files, schema))
+            typed = ", ".join(f"CAST({_ident(f.name)} AS {d.type(f.type)}) AS {_ident(f.name)}" for f in schema)
+            sql = f"SELECT {typed} FROM {source}"
         else:
-            nulls = ", ".join(f"CAST(NULL AS {duck_type(c['Type'])}) AS {_ident(c['Name'])}" for c in state.columns)
-            sql = f"SELECT {nulls}{f', CAST(NULL AS VARCHAR) AS {_ident(key)}' if key else ''} WHERE 1 = 0"
-        self._view(state.name, sql)
+            nulls = ", ".join(f"{d.literal(None, f.type)} AS {_ident(f.name)}" for f in schema)
+            sql = f"SELECT {nulls} WHERE 1 = 0"
+        self._view(name, sql)
 
     def _view(self, name: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
         self.con.execute(f"CREATE OR REPLACE VIEW {_ident(self.database)}.{_ident(name)} AS "
                          f"SELECT * FROM main.{_ident(name)}")
 
-    @staticmethod
-    def _str(value: str) -> str:
-        return "'" + value.replace("'", "''") + "'"
-
     def define_live(self, table: str) -> None:
         """``<table>_live``: the curated rows minus those the pending raw changes replace, plus theirs."""
-        state = self.tables.get(table)
-        if state is None:
+        current = self.tables.get(table)
+        if current is None:
             raise QueryError(f"no curated table {table!r} in {self.database} (has it been merged yet?)")
         try:
             spec = self.registry.latest(table).spec
@@ -143,36 +129,36 @@ class LocalQuery:
             raise QueryError(str(exc)) from exc
         watermark = self.store.watermark(table)
         pending = inputs.gather(self.lake, table, watermark, verify=False)
-        partitions, _, _ = inputs.live_partitions(self.lake, state.partitions)
-        tomb_rel = state.parameters.get(catalog.PARAM_TOMBSTONES) or ""
-        tomb = None
-        if tomb_rel:
-            facts = [inputs.file_facts(self.lake, self.lake.rel(i.path)) for i in self.lake.files(tomb_rel, ".parquet")]
-            tomb = next(iter(inputs.group_by_schema(facts)), None)
+        state = iceberg.merge_state(current)
+        schema = iceberg.arrow_schema(current.schema())
+        groups: dict[object, list[str]] = {}
+        for f in iceberg.snapshot_files(current, spec):
+            groups.setdefault(f.partition, []).append(iceberg.lake_rel(self.lake, f.uri))
+        partitions = tuple(Partition(value, FileGroup(tuple(rels), schema)) for value, rels in groups.items())
+        tomb_rels = [f"{iceberg.lake_rel(self.lake, iceberg.table_uri(current))}/{rel}"
+                     for rel in (state.tombstones if state else ())]
+        tomb = next(iter(inputs.group_by_schema([inputs.file_facts(self.lake, r) for r in tomb_rels])), None)
         now = dt.datetime.now(dt.UTC)
         params = MergeParams(
             watermark={s: str(p) for s, p in watermark.shards.items()},
-            floor=state.param_int(catalog.PARAM_FLOOR, -1), full_rank=-1, merged_at=now,
+            floor=state.floor if state else -1, full_rank=-1, merged_at=now,
             tombstone_cutoff=now - dt.timedelta(days=36500))
-        job = KernelJob(spec=spec, raw=tuple(pending.raw), extracts=(), current=tuple(partitions),
-                        tombstones=tomb, params=params, rewrite_all=False, version="live",
+        job = KernelJob(spec=spec, raw=tuple(pending.raw), extracts=(), current=partitions,
+                        tombstones=tomb, params=params, rewrite_all=False, run_id="live", field_ids={},
                         rows_per_file=1)
-        register_inputs(self.engine, self.lake, job)
         merge = MergeSql(spec, self.engine.dialect, params, narrow_stored=self.engine.narrow_stored)
+        register_inputs(self.engine, self.lake, job, merge)
         for name, statement, materialize in merge.stage1():
             self.engine.define(name, statement, materialize)
-        key = spec.partition.key if spec.partition else None
-        keys = " AND ".join(f"r.{k} = c.{k}" for k in spec.primary_key)
-        part_match = f" AND r._part = c.{_ident(key)}" if key else ""
+        keys = " AND ".join(f"r.{k} = c.{k}" for k in merge.keys)
+        same_part = self.engine.dialect.same("r._part", merge.partition_expr("c"))
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(table + '__removed')} AS SELECT * FROM removed")
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(table + '__inserted')} AS SELECT * FROM inserted")
-        cols = ", ".join(_ident(c["Name"]) for c in state.columns if c["Name"] != "_merged_at")
-        part_col = f", _part AS {_ident(key)}" if key else ""
+        cols = ", ".join(_ident(f.name) for f in schema if f.name != "_merged_at")
         sql = (
             f"SELECT * FROM {_ident(table)} c WHERE NOT EXISTS (SELECT 1 FROM {_ident(table + '__removed')} r"
-            f" WHERE {keys}{part_match}) UNION ALL BY NAME"
-            f" SELECT {cols}, CAST(NULL AS TIMESTAMPTZ) AS _merged_at{part_col}"
-            f" FROM {_ident(table + '__inserted')}"
+            f" WHERE {keys} AND {same_part}) UNION ALL BY NAME"
+            f" SELECT {cols}, CAST(NULL AS TIMESTAMPTZ) AS _merged_at FROM {_ident(table + '__inserted')}"
         )
         self._view(table + LIVE_SUFFIX, sql)
 

@@ -1,6 +1,8 @@
 """Engine and capacity for one table's run, from an estimate of its input (issue 9, part 3).
 
-The estimate reads only listings, manifests and Parquet footers. Its
+The estimate reads only listings, manifests and Parquet footers, and the
+table's size from its current Iceberg snapshot's summary (totals Iceberg keeps
+from the manifests). Its
 ``affected_bytes`` is an upper bound: which partitions incoming keys touch is only
 known after the kernel's key scan, so any pending input counts the whole table.
 That errs toward Spark for a small change into a huge table, which costs money,
@@ -16,11 +18,13 @@ they go to the FLEX execution class (spare capacity, cheaper, may start later).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from glue_jobs import inputs
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg
+from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import MergeError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
@@ -48,30 +52,32 @@ class InputEstimate:
         return self.raw_bytes + self.extract_bytes + self.affected_bytes
 
 
-def estimate_inputs(lake: Lake, store: StateStore, registry: Registry, table: str) -> InputEstimate:
-    """What a merge of ``table`` would read now (manifests are read, not verified)."""
+def estimate_inputs(lake: Lake, store: StateStore, registry: Registry, table: str,
+                    table_bytes: Callable[[str], int]) -> InputEstimate:
+    """What a merge of ``table`` would read now (manifests are read, not verified).
+
+    ``table_bytes(table)``: the curated table's data size (``snapshot_bytes``).
+    """
     spec = registry.latest(table).spec
     pending = inputs.gather(lake, table, store.watermark(table), verify=False)
-    table_bytes = sum(i.size or 0 for rel in newest_versions(lake, spec.table) for i in lake.files(rel, ".parquet"))
-    affected = table_bytes if (pending.raw_files or pending.extracts) else 0
+    size = table_bytes(spec.table)
+    affected = size if (pending.raw_files or pending.extracts) else 0
     return InputEstimate(table, pending.raw_bytes, pending.raw_files, pending.extract_bytes,
-                         len(pending.extracts), affected, table_bytes)
+                         len(pending.extracts), affected, size)
 
 
-def newest_versions(lake: Lake, table: str) -> list[str]:
-    """The newest version folder of each partition: the live one unless a run is in flight or crashed.
+def snapshot_bytes(clients: Clients, lake: Lake) -> Callable[[str], int]:
+    """A table's data bytes from its current snapshot's summary (0 before its first run)."""
+    cat = iceberg.catalog(clients, lake)
 
-    Sizing gets no catalog client (it runs inside the plan job with the state store
-    only), and an estimate does not need the exact live set.
-    """
-    base = layout.curated_table_dir(table)
-    folders = [base] + [f"{base}/{d}" for d in lake.dirs(base) if "=" in d and not d.startswith((".", "_"))]
-    newest: list[str] = []
-    for folder in folders:
-        versions = [v for v in lake.dirs(folder) if v.startswith(layout.VERSION_PREFIX)]
-        if versions:
-            newest.append(f"{folder}/{max(versions)}")
-    return newest
+    def size(table: str) -> int:
+        loaded = iceberg.load(cat, iceberg.identifier(clients, table))
+        snapshot = loaded.current_snapshot() if loaded is not None else None
+        if snapshot is None:
+            return 0
+        return int(iceberg.summary_of(snapshot).get("total-files-size") or 0)
+
+    return size
 
 
 def plan_table(estimate: InputEstimate, settings: dict[str, Any], override: str | None) -> dict[str, Any]:

@@ -50,11 +50,11 @@ class Clients:
             kwargs.update(LOCAL_CREDENTIALS)
         return boto3.session.Session(**kwargs)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, config: Config | None = None) -> Any:
         return self.session.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.settings.endpoint_for(service),
-            config=self.config or retry_config(),
+            config=config or self.config or retry_config(),
         )
 
     @cached_property

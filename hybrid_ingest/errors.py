@@ -121,6 +121,12 @@ class MergeError(HybridIngestError):
     reason = "merge"
 
 
+class CommitConflictError(MergeError):
+    """A merge's Iceberg commit lost: the table changed since the run read it; nothing was published."""
+
+    reason = "commit-conflict"
+
+
 class SpoolCorruptError(HybridIngestError):
     """A producer spool segment fails its CRC check before its end (disk damage, not a torn write)."""
 

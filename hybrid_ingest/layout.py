@@ -8,20 +8,22 @@ lands on the same object instead of beside it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
-from typing import Any
+from urllib.parse import quote
 
 from hybrid_ingest.position import Position
-from hybrid_ingest.tables import Partitioning
 
 LANDING = "landing"
 RAW = "raw"
 DLQ = "dlq"
 CURATED = "curated"
-TOMBSTONES = "_tombstones"
+DATA = "data"
+METADATA = "metadata"
+TOMBSTONES = "tombstones"
+MAX_SEGMENT = 96
 ZONES = (LANDING, RAW, DLQ, CURATED)
 MANIFEST_NAME = "_manifest.json"
-VERSION_PREFIX = "v="
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]")
 
 
@@ -67,43 +69,67 @@ def curated_table_dir(table: str) -> str:
     return f"{CURATED}/{safe(table)}"
 
 
+def curated_data_dir(table: str) -> str:
+    """``curated/<table>/data``: the Iceberg table's data files (its ``metadata/`` folder is Iceberg's own)."""
+    return f"{curated_table_dir(table)}/{DATA}"
+
+
+def partition_data_dir(table: str, key: str | None, value: str | None) -> str:
+    """``curated/<table>/data/<key>=<encoded value>`` (``data`` alone when unpartitioned).
+
+    ``value`` is the partition value's text (null: None) and goes through
+    ``encode_value``, so no value can leave the folder or share another value's.
+    """
+    base = curated_data_dir(table)
+    return base if key is None else f"{base}/{safe(key)}={encode_value(value)}"
+
+
+def data_file_prefix(run_id: str, index: int) -> str:
+    """The start of a data file's name: the run and the partition's index in it, so no two writes collide."""
+    return f"{safe(run_id)}-{index:05d}"
+
+
+def run_data_dir(table: str, run_id: str) -> str:
+    """``curated/<table>/data/<run_id>``: where an engine's own partitioned write puts a run's files."""
+    return f"{curated_data_dir(table)}/{safe(run_id)}"
+
+
+def tombstones_dir(table: str) -> str:
+    """``curated/<table>/tombstones``: in the table's folder beside, never inside, ``data/``: no reader sees them."""
+    return f"{curated_table_dir(table)}/{TOMBSTONES}"
+
+
 def tombstone_dir(table: str, run_id: str) -> str:
-    """Tombstones live beside, never inside, the table's partitions, so readers never see them."""
-    return f"{CURATED}/{TOMBSTONES}/{safe(table)}/{VERSION_PREFIX}{safe(run_id)}"
+    """A run's tombstone files (an engine names the files in it)."""
+    return f"{tombstones_dir(table)}/{safe(run_id)}"
 
 
-def curated_version_dir(table: str, partition: Partitioning | None, value: str | None, run_id: str) -> str:
-    """``curated/<table>/<key>=<value>/v=<run_id>``, or ``curated/<table>/v=<run_id>`` unpartitioned."""
-    base = curated_table_dir(table)
-    if partition is None:
-        return f"{base}/{VERSION_PREFIX}{safe(run_id)}"
-    if value is None:
-        raise ValueError("a partitioned table needs a partition value")
-    return f"{base}/{partition.key}={safe(value)}/{VERSION_PREFIX}{safe(run_id)}"
+def tombstone_file(table: str, run_id: str, index: int) -> str:
+    """A run's tombstone file written by the driver itself (the one-pass plan's rewrite)."""
+    return f"{tombstone_dir(table, run_id)}/part-{index:05d}.parquet"
 
 
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        return dt.date.fromisoformat(value[:10])
-    raise TypeError(f"cannot take a date from {value!r}")
+def curated_metadata_dir(table: str) -> str:
+    """``curated/<table>/metadata``: Iceberg's metadata files, written by pyiceberg."""
+    return f"{curated_table_dir(table)}/{METADATA}"
 
 
-def partition_value(partition: Partitioning, value: Any) -> str:
-    """The partition a row lands in, as the string the lake and catalog use.
+def encode_value(value: str | None) -> str:
+    """A partition value's text as one path segment: percent-encoded, so injective and unable to escape.
 
-    Null partition columns go to ``__null__`` rather than failing, so no row is lost.
+    Every byte but ``[A-Za-z0-9_.-~]`` becomes ``%XX`` (``/``, ``=``, ``%``,
+    quotes, spaces, unicode), and ``..`` can only appear after ``<key>=``. Null
+    and over-long values use ``%~``, which percent-encoding never produces: null
+    is ``%~null``; a value encoding to more than 96 characters keeps its first 64
+    and ``%~`` plus a SHA-256 prefix (file names carry the run and partition
+    index, so even a hash collision would not make two files one).
     """
     if value is None:
-        return "__null__"
-    if partition.granularity == "identity":
-        return str(value)
-    day = _as_date(value)
-    if partition.granularity == "day":
-        return day.isoformat()
-    if partition.granularity == "month":
-        return f"{day.year:04d}-{day.month:02d}"
-    return f"{day.year:04d}"
+        return "%~null"
+    encoded = quote(value, safe="")
+    if len(encoded) <= MAX_SEGMENT:
+        return encoded
+    head = encoded[:64]
+    cut = head.rfind("%", len(head) - 2)  # never end inside a %XX escape
+    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
+    return f"{head[:cut] if cut >= 0 else head}%~{digest}"

@@ -22,7 +22,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,6 +307,8 @@ class TableStatus:
     extracts: int
     version: int
     freshness_s: float | None
+    snapshot_id: int | None = None  # the curated table's current Iceberg snapshot
+    snapshot_age_s: float | None = None
 
     @property
     def outcome(self) -> str:
@@ -354,12 +356,15 @@ def shard_status(store: StateStore, stream: str) -> dict[str, dict[str, Any]]:
 
 
 def collect_status(store: StateStore, tables: list[str], lake: Lake, stream: str,
-                   now: float | None = None) -> StatusReport:
+                   now: float | None = None,
+                   snapshot: Callable[[str], tuple[int, float] | None] | None = None) -> StatusReport:
+    """``snapshot(table)``: the curated table's current snapshot id and its commit time (epoch seconds)."""
     now = time.time() if now is None else now
     rows: list[TableStatus] = []
     for table in tables:
         runs = store.runs(table, limit=1)
         mark = store.watermark(table)
+        current = snapshot(table) if snapshot is not None else None
         rows.append(TableStatus(
             table=table,
             last_run=runs[0] if runs else None,
@@ -367,6 +372,8 @@ def collect_status(store: StateStore, tables: list[str], lake: Lake, stream: str
             extracts=len(mark.extracts),
             version=mark.version,
             freshness_s=(now - mark.newest_op_ts) if mark.newest_op_ts is not None else None,
+            snapshot_id=current[0] if current else None,
+            snapshot_age_s=(now - current[1]) if current else None,
         ))
     workflow_runs = store.runs("workflow", limit=1)
     lock = store.lease(LOCK_NAME)

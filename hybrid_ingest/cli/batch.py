@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hybrid_ingest import workflow
+from hybrid_ingest import iceberg, workflow
 from hybrid_ingest.cli.context import AppContext
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -85,16 +85,18 @@ def source_row(name: str, doc: dict[str, Any]) -> list[str]:
 def status(app: AppContext) -> None:
     """Per table: stream lag, last merge, watermark, freshness, dead-letter count."""
     names = app.settings.names
-    report = workflow.collect_status(app.store, app.registry.tables(), app.lake, names.stream)
+    report = workflow.collect_status(app.store, app.registry.tables(), app.lake, names.stream,
+                                     snapshot=iceberg.current_snapshots(app.clients, app.lake))
     rows: list[list[str]] = []
     for t in report.tables:
         run_ = t.last_run or {}
         when = str(run_.get("finished_at") or run_.get("started_at") or "-")
         mark = ", ".join(f"{s}@{p}" for s, p in t.shards.items()) or "-"
-        rows.append([t.table, when, t.outcome, f"v{t.version}", mark, str(t.extracts),
+        snap = "-" if t.snapshot_id is None else f"{t.snapshot_id} ({duration(t.snapshot_age_s)} ago)"
+        rows.append([t.table, when, t.outcome, snap, f"v{t.version}", mark, str(t.extracts),
                      duration(t.freshness_s), short(t.error, 80)])
-    click.echo(aligned(["table", "last run", "outcome", "version", "watermark (shard@position)", "extracts",
-                        "freshness", "error"], rows))
+    click.echo(aligned(["table", "last run", "outcome", "snapshot", "version", "watermark (shard@position)",
+                        "extracts", "freshness", "error"], rows))
 
     click.echo("")
     wf = report.workflow_run

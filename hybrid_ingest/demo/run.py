@@ -142,7 +142,7 @@ def run_demo(run: Runner, workdir: Path, customers: int = 300, orders: int = 150
             got = query_rows(run, f"SELECT * FROM {table}")
             report.problems += compare(table, src.tables[table], got)
             d.append(f"{table}: {len(got)} rows (source {len(src.tables[table])})")
-        sample = run(["query", "SELECT order_date_month, count(*) AS orders, sum(total_amount) AS revenue "
+        sample = run(["query", "SELECT date_format(order_date, '%Y-%m') AS month, count(*) AS orders, sum(total_amount) AS revenue "
                                 "FROM orders GROUP BY 1 ORDER BY 1 DESC LIMIT 5"])
         click.echo(sample)
     with report.stage("live view: changes visible before the next merge") as d:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from hybrid_ingest.convert import row_from_json
 from hybrid_ingest.errors import SpecError, ValidationError
-from hybrid_ingest.layout import curated_version_dir, partition_value, raw_file
+from hybrid_ingest.layout import encode_value, partition_data_dir, raw_file
 from hybrid_ingest.position import Position
 from hybrid_ingest.tables import Partitioning, TableSpec, load_spec, load_specs, validate_event
 from tests.conftest import SCHEMAS
@@ -92,12 +93,16 @@ def test_json_rows_follow_avro_json_mapping() -> None:
 
 
 def test_partition_values_and_paths() -> None:
-    month = Partitioning("order_date", "month")
-    assert partition_value(month, dt.date(2026, 1, 31)) == "2026-01"
-    assert partition_value(Partitioning("ts", "day"), dt.datetime(2026, 1, 31, 23, tzinfo=dt.UTC)) == "2026-01-31"
-    assert partition_value(Partitioning("ts", "year"), "2026-05-01") == "2026"
-    assert partition_value(month, None) == "__null__"
-    assert curated_version_dir("orders", month, "2026-01", "r1") == "curated/orders/order_date_month=2026-01/v=r1"
+    assert partition_data_dir("orders", "order_date_month", "2026-01") == "curated/orders/data/order_date_month=2026-01"
+    assert partition_data_dir("t", None, None) == "curated/t/data"
+    awkward = [None, "", "null", "%~null", "a/b", "a_b", "a b", "..", "../x", "=", "%", "%2F", "'", '"', "ü", "x" * 300]
+    encoded = [encode_value(v) for v in awkward]
+    assert len(set(encoded)) == len(awkward)  # injective: no two values share a folder
+    assert all("/" not in e and len(e) <= 100 for e in encoded)
+    for value in awkward:  # the folder is one segment below data/: no value climbs out or in
+        path = partition_data_dir("t", "k", value)
+        assert posixpath.normpath(path) == path
+        assert path.startswith("curated/t/data/k=")
     arrival = dt.datetime(2026, 11, 22, 1, 2, tzinfo=dt.UTC)
     assert raw_file("orders", arrival, "shardId-000000000001", Position(5), Position(9, 2)) == (
         f"raw/orders/ingest_date=2026-11-22/ingest_hour=01/shardId-000000000001-{Position(5)}-{Position(9, 2)}.parquet"

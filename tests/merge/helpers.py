@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
+from pyiceberg.table import Table
 
 from glue_jobs.merge import MergeContext, RunResult, run_merge
 from glue_jobs.query import LocalQuery
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg, layout
 from hybrid_ingest.convert import arrow_schema, row_from_json
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
@@ -200,3 +202,32 @@ def assert_matches(ctx: MergeContext, oracle: Oracle, table: str | None = None,
 
 def merge(ctx: MergeContext, table: str, engine: str, **kwargs: Any) -> RunResult:
     return run_merge(ctx, table, engine=engine, **kwargs)
+
+
+def load_table(ctx: MergeContext, table: str) -> Table:
+    """The curated table as pyiceberg loads it from the Glue catalog."""
+    loaded = iceberg.load(iceberg.catalog(ctx.clients, ctx.lake), iceberg.identifier(ctx.clients, table))
+    assert loaded is not None, f"no curated table {table}"
+    return loaded
+
+
+def live_partitions(ctx: MergeContext, table: str) -> dict[str, frozenset[str]]:
+    """Partition (Iceberg's human text, ``null``) -> the data file URIs of the current snapshot."""
+    spec = ctx.registry.latest(table).spec
+    out: dict[str, set[str]] = {}
+    for f in iceberg.snapshot_files(load_table(ctx, table), spec):
+        out.setdefault("null" if f.partition is None else iceberg.human(spec, f.partition), set()).add(f.uri)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def unreferenced_files(ctx: MergeContext, table: str) -> set[str]:
+    """Data and tombstone files under the table's folder that no snapshot of the table references."""
+    from glue_jobs.retention import referenced
+
+    keep = referenced(load_table(ctx, table), ctx.lake)
+    found = set()
+    for folder in (layout.curated_data_dir(table), layout.tombstones_dir(table)):  # with hidden ``_pdir=`` folders
+        selector = pafs.FileSelector(ctx.lake.path(folder), allow_not_found=True, recursive=True)
+        found |= {ctx.lake.rel(i.path) for i in ctx.lake.fs.get_file_info(selector)
+                  if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")}
+    return found - keep

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from glue_jobs import inputs, sizing
-from glue_jobs.kernel import FileGroup
+from glue_jobs.kernel_model import FileGroup
 from glue_jobs.merge import MergeContext, _one_pass, run_merge
 from glue_jobs.query import LocalQuery, render, to_duckdb
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg, layout
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.cli import cli
 from hybrid_ingest.errors import MergeError, QueryError
@@ -54,7 +54,7 @@ def test_live_view_shows_unmerged_changes_with_the_merge_rules(duck: MergeContex
     oracle = Oracle("orders", ("order_id",))
     oracle.stream(merged + pending)
     rows = assert_matches(duck, oracle, table="orders_live")
-    assert {r["order_id"]: r["order_date_month"] for r in rows} == {1: "2026-04", 3: "2026-02", 4: "2026-01"}
+    assert {r["order_id"]: r["order_date"].isoformat()[:7] for r in rows} == {1: "2026-04", 3: "2026-02", 4: "2026-01"}
     curated = Oracle("orders", ("order_id",))
     curated.stream(merged)
     assert_matches(duck, curated)  # the curated table itself is untouched until the merge
@@ -68,13 +68,13 @@ def test_query_cli_formats_and_trino_sql(duck: MergeContext, raw: RawWriter, mon
     monkeypatch.setenv("HYBRID_INGEST_HOME", str(settings.home))
     monkeypatch.setenv("HYBRID_INGEST_LAKE_URI", settings.lake_uri)
     runner = CliRunner()
-    sql = ("SELECT order_id, total_amount, date_format(placed_at, '%Y-%m-%d') AS day, order_date_month "
+    sql = ("SELECT order_id, total_amount, date_format(placed_at, '%Y-%m-%d') AS day, order_date "
            "FROM hybrid_ingest_curated.orders ORDER BY order_id")
     out = runner.invoke(cli, ["query", sql, "--format", "jsonl"])
     assert out.exit_code == 0, out.output
     assert [json.loads(line) for line in out.output.splitlines()] == [
-        {"order_id": 1, "total_amount": "12.50", "day": "2026-01-15", "order_date_month": "2026-01"},
-        {"order_id": 2, "total_amount": "10.00", "day": "2026-02-02", "order_date_month": "2026-02"},
+        {"order_id": 1, "total_amount": "12.50", "day": "2026-01-15", "order_date": "2026-01-15"},
+        {"order_id": 2, "total_amount": "10.00", "day": "2026-02-02", "order_date": "2026-02-02"},
     ]
     csv_out = runner.invoke(cli, ["query", "SELECT count(*) AS n FROM orders", "--format", "csv"])
     assert csv_out.output == "n\n2\n"
@@ -115,8 +115,14 @@ def test_bad_manifest_goes_to_dlq_and_is_not_retried(duck: MergeContext) -> None
 
 def test_run_history_records_stats_engine_and_reason(duck: MergeContext, raw: RawWriter) -> None:
     raw.write("orders", [ev("c", 1, order(1)), ev("d", 2, key_only("orders", order(1)))])
-    run_merge(duck, "orders", engine="auto", run_id="r1")
+    result = run_merge(duck, "orders", engine="auto", run_id="r1")
+    current = iceberg.current_snapshots(duck.clients, duck.lake)  # what ``status`` shows
+    snapshot = current("orders")
+    assert snapshot is not None
+    assert snapshot[0] == result.snapshot_id
+    assert current("customers") is None  # never merged
     [record] = duck.store.runs("orders")
+    assert record["snapshot_id"] == result.snapshot_id
     assert record["status"] == "SUCCEEDED"
     assert record["engine"] == "duckdb"
     assert "spark_threshold_bytes" in record["engine_reason"]
@@ -173,13 +179,14 @@ def test_sizing_picks_engine_capacity_and_flex() -> None:
 def test_estimate_inputs_counts_pending_bytes(duck: MergeContext, raw: RawWriter) -> None:
     raw.write("orders", [ev("c", 1, order(1))])
     land_extract(duck.lake, duck.registry, "orders", [order(2)], as_of_seq=3, mode="incremental")
-    estimate = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders")
+    table_bytes = sizing.snapshot_bytes(duck.clients, duck.lake)
+    estimate = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders", table_bytes)
     assert estimate.raw_files == 1
     assert estimate.raw_bytes > 0
     assert estimate.extracts == 1
     assert estimate.extract_bytes > 0
     run_merge(duck, "orders", engine="duckdb")
-    after = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders")
+    after = sizing.estimate_inputs(duck.lake, duck.store, duck.registry, "orders", table_bytes)
     assert (after.raw_files, after.extracts, after.affected_bytes) == (0, 0, 0)
     assert after.table_bytes > 0
 

@@ -1,8 +1,8 @@
 """Replay a scenario through the real merge core and compare what readers see with the oracle.
 
 Each merge run lands that run's deliveries, merges every table with the chosen
-kernel and reads the curated table back through the query path (the catalog's
-live locations, as Athena users see it). After every run curated must equal the
+kernel and reads the curated table back through the query path (the current
+Iceberg snapshot's data files, as Athena users see it). After every run curated must equal the
 oracle over what has been delivered so far; after the last run that is the
 source's final state. An optional ``hook`` gets the merge's crash points.
 """
@@ -88,9 +88,9 @@ def replay(ctx: MergeContext, scenario: Scenario, engine: str,
 
     A merge that a fault broke is retried at once without it, as the workflow's
     retry would; what readers saw in between is checked before the retry: the
-    previous run's state if the fault struck before the catalog switch, this
-    run's complete state if after it (the watermark has not moved, so the retry
-    re-reads the same changes and must find them all already applied).
+    previous run's state if the fault struck before the commit, this run's
+    complete state if after it (the watermark has not moved: the retry repairs
+    it from the snapshot summary and must merge nothing twice).
     """
     register_tables(ctx.registry, scenario.tables)
     done = Replay()

@@ -1,11 +1,13 @@
 """Merges killed or beaten at their commit boundaries, then re-run: curated == oracle, no leftovers.
 
 The merge exposes two crash points (``glue_jobs.merge.CRASH_POINTS``):
-``after_write`` (new partition versions written, nothing switched) and
-``after_switch`` (catalog switched, watermark not yet committed: the last moment
-before the watermark's conditional write). A third fault is a concurrent run
-committing the table's watermark first, so the run's DynamoDB conditional write
-loses. A held lease from a killed run is the fourth.
+``after_write`` (new data files written, nothing committed) and ``after_commit``
+(the Iceberg snapshot committed, the watermark not yet: the last moment before
+the watermark's conditional write; the next run repairs it from the snapshot's
+summary). A third fault is a concurrent run committing the table's watermark
+first, so the run's DynamoDB conditional write loses. A held lease from a killed
+run is the fourth. A killed run's files are named by no snapshot; retention
+removes them once they are older than its window.
 """
 
 from __future__ import annotations
@@ -17,42 +19,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glue_jobs import catalog
 from glue_jobs.merge import CRASH_POINTS, MergeContext, run_merge
-from hybrid_ingest import layout
+from hybrid_ingest import iceberg
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import LeaseHeldError
 from hybrid_ingest.state import StateStore
+from tests.merge.helpers import unreferenced_files
 from tests.reliability import tally
 from tests.reliability.contexts import fresh_context
 from tests.reliability.driver import Fault, check_curated, replay
 from tests.reliability.history import Scenario, scenarios
 from tests.reliability.landing import land, register_evolution, register_tables
 
-RETIRED = f"{layout.CURATED}/_retired"
 
-
-def version_dirs(ctx: MergeContext, table: str) -> set[str]:
-    """Every ``v=`` folder of a table's data, found by listing the lake (not by asking the merge)."""
-    base = layout.curated_table_dir(table)
-    found: set[str] = set()
-    for name in ctx.lake.dirs(base):
-        if name.startswith(layout.VERSION_PREFIX):
-            found.add(f"{base}/{name}")
-        elif "=" in name and not name.startswith((".", "_")):
-            found.update(f"{base}/{name}/{v}" for v in ctx.lake.dirs(f"{base}/{name}")
-                         if v.startswith(layout.VERSION_PREFIX))
-    return found
-
-
-def orphans(ctx: MergeContext, table: str) -> set[str]:
-    """Version folders neither live in the catalog nor waiting out their retention: a crash's leftovers."""
-    state = catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, table)
-    live = set(state.partitions.values()) | ({state.location} if state.location else set())
-    retired: set[str] = set()
-    for info in ctx.lake.files(f"{RETIRED}/{layout.safe(table)}", ".json"):
-        retired.update(ctx.lake.read_json(ctx.lake.rel(info.path))["paths"])
-    return {d for d in version_dirs(ctx, table) if d not in live | retired}
+def leftovers(ctx: MergeContext, table: str) -> set[str]:
+    """Files no snapshot references once retention ran past its window: a crash's leftovers that stayed."""
+    run_merge(ctx, table, engine="duckdb", now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=48))
+    return unreferenced_files(ctx, table)
 
 
 @st.composite
@@ -63,7 +46,7 @@ def faulty(draw: Any) -> tuple[Scenario, dict[tuple[int, str], tuple[str, str]]]
         for table in scenario.tables:
             if draw(st.integers(0, 2)) == 0:
                 kind = draw(st.sampled_from(["crash", "crash", "concurrent-commit"]))
-                point = draw(st.sampled_from(CRASH_POINTS)) if kind == "crash" else "after_switch"
+                point = draw(st.sampled_from(CRASH_POINTS)) if kind == "crash" else "after_commit"
                 faults[(run, table)] = (kind, point)
     return scenario, faults
 
@@ -85,7 +68,7 @@ def run_faulty(case: Case, stack: Clients) -> None:
     done = replay(ctx, scenario, "duckdb", fault_for)
     assert done.crashes == len(faults)
     for table in scenario.tables:
-        assert orphans(ctx, table) == set(), f"{table}: a dead attempt's versions survived the re-run"
+        assert leftovers(ctx, table) == set(), f"{table}: a dead attempt's files survived retention"
     tally.add("examples_faults")
 
 
@@ -116,7 +99,7 @@ def test_killed_spark_merges_rerun_to_the_oracle(case: Case, stack: Clients, spa
 
     replay(ctx, scenario, "spark", fault_for)
     for table in scenario.tables:
-        assert orphans(ctx, table) == set()
+        assert leftovers(ctx, table) == set()
     tally.add("examples_spark_faults")
 
 
@@ -140,7 +123,7 @@ def test_lease_of_a_killed_run_blocks_until_it_expires(scenario: Scenario, stack
         with pytest.raises(LeaseHeldError):
             run_merge(ctx, table, engine="duckdb", now=dt.datetime.fromtimestamp(clock[0], dt.UTC))
         assert ctx.store.watermark(table).version == 0
-        assert not catalog.read_table(ctx.clients.glue, ctx.lake, ctx.database, table).exists
+        assert iceberg.load(iceberg.catalog(ctx.clients, ctx.lake), iceberg.identifier(ctx.clients, table)) is None
     clock[0] += ttl + 1
     for table in scenario.tables:
         run_merge(ctx, table, engine="duckdb")

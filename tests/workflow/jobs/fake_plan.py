@@ -11,12 +11,13 @@ import sys
 from typing import Any
 
 from glue_jobs.plan_job import Planner, main
+from hybrid_ingest.aws import Clients
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 
 
-def fixed_planner(lake: Lake, store: StateStore, registry: Registry) -> Planner:
+def fixed_planner(_clients: Clients, lake: Lake, store: StateStore, registry: Registry) -> Planner:
     def plan(table: str, settings: dict[str, Any], override: str | None) -> dict[str, Any]:
         if os.environ.get("FAKE_PLAN_FAIL"):
             raise RuntimeError(f"sizing exploded on {table}")

@@ -1,0 +1,83 @@
+"""What a kernel asks of an engine (DuckDB, Spark): read Parquet, define relations, fetch, write.
+
+``kernel.run_kernel`` drives any engine through the same statements from
+``merge_sql``; everything engine-specific sits behind ``Engine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from glue_jobs.kernel_model import FileGroup
+from glue_jobs.merge_sql import Dialect
+from hybrid_ingest.lake import Lake
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """One affected partition's rows: ``select`` into ``folder`` (lake-relative), files named ``prefix-<n>``.
+
+    ``token`` names the partition in the kernel's results, as ``_pdir`` does in ``combined()``.
+    """
+
+    token: str
+    folder: str
+    prefix: str
+    select: str
+
+
+@dataclass(frozen=True)
+class PartitionWrites:
+    """The affected partitions' new rows, described two ways, so each engine writes them its fastest way.
+
+    ``combined()``: one select of every affected partition's rows with their
+    output folder name in ``_pdir``, for one partitioned write. ``each()``: a
+    ``PartitionWrite`` per partition, largest first, for writes side by side.
+    Each call defines the relations its selects read.
+    """
+
+    combined: Callable[[], str]
+    each: Callable[[], list[PartitionWrite]]
+
+
+class Engine(Protocol):
+    dialect: Dialect
+    narrow_stored: bool  # MergeSql.narrow_stored: worth it where a semi-join is a cheap hash probe
+
+    def source(self, lake: Lake, group: FileGroup) -> str:
+        """A FROM-clause expression reading these Parquet files (all of ``group.schema``) in one scan."""
+
+    def define(self, name: str, sql: str, materialize: bool) -> None:
+        """Make ``name`` a relation of the session (materialised when it is read more than once)."""
+
+    def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
+                ) -> Callable[[], dict[str, Any]]:
+        """Define ``name`` like ``define`` and return a getter of aggregates over all its rows.
+
+        The getter is called after the last statement that reads ``name``; an engine
+        may compute the aggregates in that statement's own pass. ``reused``: more
+        than one statement reads ``name``.
+        """
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query with a small result and return its rows."""
+
+    def write(self, sql: str, lake: Lake, folder: str, partition_column: str | None, field_ids: Mapping[str, int],
+              rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
+        """Write a query's rows as Parquet files carrying Iceberg field IDs under ``folder`` (lake-relative).
+
+        With ``partition_column`` the rows go to ``<folder>/<column>=<value>/``
+        hive-style, the column itself not written. Returns the files by that
+        value (``""`` without a partition column): lake-relative path and bytes.
+        """
+
+    def write_partitions(self, writes: PartitionWrites, lake: Lake, run_folder: str, field_ids: Mapping[str, int],
+                         rows_per_file: int, compression: str) -> dict[str, list[tuple[str, int]]]:
+        """Write the affected partitions' rows; returns the files by partition token.
+
+        Either one partitioned ``write`` of ``combined()`` under ``run_folder`` or
+        the ``each()`` writes; both are keyed by the same tokens. An empty
+        partition leaves no file.
+        """
