@@ -34,7 +34,7 @@ locals {
   # A curated table is an Iceberg table located at curated/<table>/: pyiceberg's
   # data/ and metadata/ folders, and the merge's tombstone files
   # (hybrid_ingest.layout.TOMBSTONES) beside them.
-  curated_table_folders = ["data/", "metadata/", "_tombstones/"]
+  curated_table_folders = ["data/", "metadata/", "tombstones/"]
   curated_table_objects = [for f in local.curated_table_folders : "${aws_s3_bucket.lake.arn}/${local.zones.curated}*/${f}*"]
 
   # Tables each producer (and DataSync, for all of them) may land extracts for.
