@@ -198,8 +198,12 @@ def _invalid(base: Any, logical: str | None, column: pa.Array) -> tuple[pa.Array
 
 def open_source(path: Path) -> Source:
     kind = detect_kind(path)
-    total = pq.ParquetFile(path).metadata.num_rows if kind == "parquet" else path.stat().st_size
-    return Source(path, kind, total)
+    if kind == "csv":
+        return Source(path, kind, path.stat().st_size)
+    try:
+        return Source(path, kind, pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
 def iter_batches(spec: TableSpec, source: Source, progress: Progress | None = None,
@@ -210,7 +214,14 @@ def iter_batches(spec: TableSpec, source: Source, progress: Progress | None = No
     if source.kind == "parquet":
         parquet = pq.ParquetFile(source.path)
         check_columns(spec, parquet.schema_arrow.names)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=spec.field_names):
+        batches = parquet.iter_batches(batch_size=batch_rows, columns=spec.field_names)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError) as exc:  # a damaged file whose footer still reads
+                raise ValidationError(f"not a readable Parquet file ({exc})") from exc
             yield conform(spec, target, batch, seen)
             seen += batch.num_rows
             if progress:
@@ -218,7 +229,8 @@ def iter_batches(spec: TableSpec, source: Source, progress: Progress | None = No
         return
     # timestamps are read as text: Arrow's CSV reader takes either all offsets or none (see ``_timestamps``)
     convert = _csv_options({f.name: pa.string() if pa.types.is_timestamp(f.type) else f.type for f in target})
-    with source.path.open(newline="", encoding="utf-8") as text:
+    # a byte that is not UTF-8 makes a header name no column matches; in the rows Arrow's reader refuses it
+    with source.path.open(newline="", encoding="utf-8", errors="replace") as text:
         header = next(csv.reader(text), [])
     check_columns(spec, header)
     with source.path.open("rb") as raw:
@@ -268,13 +280,16 @@ def _locate_in_csv(spec: TableSpec, field: pa.Field, path: Path) -> ValidationEr
     options = _csv_options({field.name: pa.string()}, include_columns=[field.name])
     seen = 0
     with path.open("rb") as raw:
-        for batch in pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                                    convert_options=options):
-            try:
-                _conform_column(spec.field(field.name)["type"], field, batch.column(field.name), seen)
-            except ValidationError as exc:
-                return exc
-            seen += batch.num_rows
+        try:
+            for batch in pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                                        convert_options=options):
+                try:
+                    _conform_column(spec.field(field.name)["type"], field, batch.column(field.name), seen)
+                except ValidationError as exc:
+                    return exc
+                seen += batch.num_rows
+        except CONVERSION_ERRORS:  # not even readable as text (invalid UTF-8): no row to name
+            return None
     return None
 
 
@@ -302,6 +317,7 @@ def push_extract(lake: Lake, version: SchemaVersion, path: Path, as_of_seq: int,
         raise ValidationError(f"as_of_seq must be non-negative, got {as_of_seq}")
     spec = version.spec
     target = arrow_schema(spec)
+    source = open_source(path)
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     extract_id = new_extract_id(as_of_seq, now)
     base = landing_dir(spec.table, extract_id)
@@ -318,7 +334,7 @@ def push_extract(lake: Lake, version: SchemaVersion, path: Path, as_of_seq: int,
         pending, pending_rows = [], 0
 
     try:
-        for batch in iter_batches(spec, open_source(path), progress, batch_rows):
+        for batch in iter_batches(spec, source, progress, batch_rows):
             while batch.num_rows:
                 take = min(batch.num_rows, rows_per_part - pending_rows)
                 pending.append(batch.slice(0, take))

@@ -543,6 +543,7 @@ def test_produce_reports_conversion_errors_by_line_and_field(cli: Runner, kinds:
     assert stream_records(initialized) == 0
 
 
+CUSTOMER_CSV_HEADER = "customer_id,email,full_name,country,tier,credit_limit,is_active,signup_date,updated_at,phone"
 KINDS_HEADER = "id,amount,ref,day,at,at_ms,wall,color,code,blob,n,f,d,s,b"
 KINDS_CSV_ROW = "{id},10.50,0f0e0d0c-0b0a-4908-8706-050403020100,2026-11-21,2026-11-21T10:00:00Z,,,red,,,7,,,x,true"
 
@@ -670,3 +671,22 @@ def test_schemas_register_of_an_invalid_avro_file_is_one_line(avsc: str, needle:
     assert line.startswith("error: ")
     assert "things" in line
     assert needle in line
+
+
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("parquet that is not", b"PAR1 and then nothing", "not a readable Parquet file"),
+    ("csv of random bytes", bytes(range(256)) * 4, "lacks column"),
+    ("csv with a value that is not utf-8", (CUSTOMER_CSV_HEADER + "\n1,\xff@x,N,DE,gold,1.00,true,2025-01-01,"
+                                           "2026-01-01T00:00:00Z,\n").encode("latin-1"), "invalid UTF8"),
+])
+def test_bulk_push_of_a_damaged_file_is_one_line(name: str, content: bytes, needle: str, cli: Runner, lake: Lake,
+                                                 tmp_path: Path) -> None:
+    tally.bad_input(f"bulk push: {name}")
+    source = tmp_path / ("extract.parquet" if name.startswith("parquet") else "extract.csv")
+    source.write_bytes(content)
+    code, _, err = cli("bulk", "push", "customers", "--input", str(source), "--as-of-seq", "5", "--mode", "full")
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: {source}: ")
+    assert needle in line
+    assert list_extracts(lake, "customers") == []
