@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint unit slow bench diagram clean
+.PHONY: demo test lint unit slow fuzz bench diagram clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: lint unit
 
 slow: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python -m pytest -m slow
+
+# Randomized exploration: the property soak tests (both kernels) with fresh random seeds. A failure
+# prints its reproduction blob; pin the example with @example on the test that found it.
+fuzz: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python -m pytest -m slow --hypothesis-profile=fuzz tests/reliability tests/merge
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run_all.py

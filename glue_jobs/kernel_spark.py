@@ -34,6 +34,11 @@ SESSION_CONF = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.parquet.fieldId.write.enabled": "true",
+    # A run's counts are observed on the decision pass (``observe``). When that pass has no rows, this AQE
+    # rule swaps the empty shuffle stage holding the observation for an empty LocalTableScan, so Spark
+    # reports no metrics for it and ``Observation.get`` is ``{}`` (issue #15: an empty first extract).
+    "spark.sql.adaptive.optimizer.excludedRules":
+        "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation",
 }
 
 

@@ -62,8 +62,9 @@ def to_duckdb(sql: str) -> str:
     """Trino SQL as DuckDB SQL; a parse error is the user's, so it becomes a QueryError."""
     try:
         statements = sqlglot.transpile(sql, read="trino", write="duckdb")
-    except sqlglot.errors.ParseError as exc:
-        raise QueryError(f"cannot parse the SQL as Trino/Athena SQL: {exc}") from exc
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, and TokenError (e.g. an unterminated string)
+        # the first line says what and where; the next ones repeat the SQL with terminal underlining
+        raise QueryError(f"cannot parse the SQL as Trino/Athena SQL: {(str(exc).splitlines() or [''])[0]}") from exc
     if len(statements) != 1:
         raise QueryError(f"expected one SQL statement, got {len(statements)}")
     return statements[0]

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from hybrid_ingest.config import Settings
 
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# what a missing resource usually means: the stream, tables or catalog were never created
+NOT_FOUND = ("ResourceNotFoundException", "EntityNotFoundException", "StateMachineDoesNotExist", "NoSuchBucket")
 
 
 def retry_config(max_attempts: int = 8, adaptive: bool = False) -> Config:
@@ -34,6 +40,20 @@ def retry_config(max_attempts: int = 8, adaptive: bool = False) -> Config:
         retries={"max_attempts": max_attempts, "mode": "adaptive" if adaptive else "standard"},
         connect_timeout=5, read_timeout=60,
     )
+
+
+def describe_failure(exc: BotoCoreError | ClientError) -> str:
+    """What a failed AWS call means to the person at the shell, with the usual cause when it is a local one."""
+    if isinstance(exc, EndpointUnreachable):
+        url = str(exc.kwargs.get("endpoint_url", "the AWS endpoint"))
+        local = urlsplit(url).hostname in LOOPBACK_HOSTS
+        return f"cannot reach {url}" + (": is the local stack running? (`hybrid-ingest local up`)" if local else "")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "error")
+        hint = " (has `hybrid-ingest init` run?)" if code in NOT_FOUND else ""
+        return f"AWS {exc.operation_name} refused: {code}: {error.get('Message', '')}{hint}"
+    return str(exc)
 
 
 @dataclass

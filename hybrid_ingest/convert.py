@@ -1,4 +1,4 @@
-"""Conversions between a table's Avro row schema, JSON input, and Arrow columns.
+"""Conversions between a table's Avro row schema, JSON input, Python values, and Arrow columns.
 
 One mapping used by every component: producers parse JSON lines with it, the
 consumer builds Arrow tables with it, the merge projects old raw files onto the
@@ -6,7 +6,28 @@ newest schema with its defaults, and bulk extracts are validated against it.
 
 Arrow types: long/int/float/double/boolean/string/bytes map to their Arrow
 twins, enums and uuids to strings, decimals to decimal128, dates to date32, and
-every timestamp to microsecond UTC (so lake files have one time type).
+every timestamp to microsecond UTC (so lake files have one time type). Nested
+records, arrays, maps and unions of several types have no column type in the
+lake: ``check_storable`` refuses them when a table is registered.
+
+Every value a producer takes in is checked here and refused with a
+``ValidationError`` that names its field path (``row.total_amount``, ``ts``):
+one function per Avro type turns a JSON value into the Python value the codec
+encodes (``from_json_value``), and ``check_value`` checks a Python value handed
+to ``ChangeEventProducer.send()``. The rules, the same for JSON lines, Python
+values and bulk extracts:
+
+* decimal: a string or number with at most ``scale`` digits after the point
+  (trailing zeros are fine) and at most ``precision - scale`` before it; NaN
+  and infinities are refused.
+* uuid: the 36-character hyphenated hex form (``8-4-4-4-12``, any case); the
+  lake stores it lower-case.
+* date: an ISO-8601 date. timestamp-millis/-micros are instants: ISO-8601 with
+  a zone offset (``Z``, ``+02:00``) is converted to UTC, and a timestamp
+  without one is UTC. local-timestamp-* is a wall-clock time: an offset is
+  refused (it would be silently dropped).
+* enum: one of the symbols; fixed: exactly ``size`` bytes; bytes and fixed in
+  JSON: a string of code points 0-255 (Avro's JSON mapping).
 """
 
 from __future__ import annotations
@@ -14,13 +35,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import io
 import math
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import fastavro
 import pyarrow as pa
+from fastavro.schema import parse_schema
 
-from hybrid_ingest.errors import ValidationError
-from hybrid_ingest.tables import AvroSchema, TableSpec
+from hybrid_ingest.errors import SpecError, ValidationError
+from hybrid_ingest.tables import TS_TYPE, AvroSchema, TableSpec, envelope_schema
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _PRIMITIVES: dict[str, pa.DataType] = {
@@ -29,16 +57,31 @@ _PRIMITIVES: dict[str, pa.DataType] = {
 }
 INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)
+FLOAT32_MAX = 3.4028234663852886e38
+INSTANTS = ("timestamp-millis", "timestamp-micros")
+LOCAL_TIMESTAMPS = ("local-timestamp-millis", "local-timestamp-micros")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+UUID_RULE = "a UUID in its 36-character form 8-4-4-4-12 of hex digits"
+# wide enough for any decimal128 value: quantizing never hits the context's own precision limit
+_DECIMALS = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
 
 
-def _unwrap(avro_type: Any) -> tuple[Any, bool]:
+def _unwrap(avro_type: Any, path: str = "") -> tuple[Any, bool]:
     """(the non-null branch, nullable) of a field type; unions of several non-null types are refused."""
     if isinstance(avro_type, list):
         branches = [t for t in avro_type if t != "null"]
         if len(branches) != 1:
-            raise ValidationError(f"only [null, T] unions are supported, got {avro_type}")
+            where = f"{path}: " if path else ""
+            raise ValidationError(f"{where}only [null, T] unions are supported, got {avro_type}")
         return branches[0], "null" in avro_type
     return avro_type, False
+
+
+def _kinds(base: Any) -> tuple[str | None, Any]:
+    """(logical type, Avro type name) of a non-union type."""
+    if isinstance(base, dict):
+        return base.get("logicalType"), base.get("type")
+    return None, base
 
 
 def arrow_type(avro_type: Any) -> pa.DataType:
@@ -53,7 +96,7 @@ def arrow_type(avro_type: Any) -> pa.DataType:
         return pa.decimal128(int(base["precision"]), int(base.get("scale", 0)))
     if logical == "date":
         return pa.date32()
-    if logical in ("timestamp-millis", "timestamp-micros", "local-timestamp-millis", "local-timestamp-micros"):
+    if logical in INSTANTS + LOCAL_TIMESTAMPS:
         return TIMESTAMP
     if kind in ("enum",) or logical == "uuid":
         return pa.string()
@@ -74,103 +117,197 @@ def arrow_schema(spec: TableSpec, all_nullable: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
+def check_storable(spec: TableSpec) -> None:
+    """Refuse at registration a field the lake has no column type for, or a default that does not convert."""
+    for f in spec.schema["fields"]:
+        try:
+            arrow_type(f["type"])
+            default_value(f)
+        except (ValidationError, ValueError, KeyError) as exc:
+            raise SpecError(f"{spec.table}: field {f['name']!r}: {exc}") from exc
+
+
 def default_value(field: AvroSchema) -> tuple[bool, Any]:
     """(has a default, the default as a Python value of the field's Arrow type)."""
     if "default" not in field:
         _, nullable = _unwrap(field["type"])
         return (nullable, None)
-    return True, from_json_value(field["type"], field["default"], field["name"], avro_default=True)
+    return True, from_json_value(field["type"], field["default"], f"default of {field['name']}")
 
 
-def _parse_timestamp(value: Any, name: str) -> dt.datetime:
+# -- JSON -> Python, one function per Avro type: (type, value, field path) -> the value the codec encodes ----
+
+
+def json_decimal(base: AvroSchema, value: Any, path: str) -> decimal.Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValidationError(f"{path}: a decimal must be a string or a number, got {value!r}")
+    try:
+        number = decimal.Decimal(value if isinstance(value, str) else str(value))
+    except decimal.InvalidOperation as exc:
+        raise ValidationError(f"{path}: {value!r} is not a decimal number") from exc
+    return _fit_decimal(base, number, path, repr(value))
+
+
+def _fit_decimal(base: AvroSchema, number: decimal.Decimal, path: str, shown: str) -> decimal.Decimal:
+    """``number`` at the type's scale, or why it does not fit ``decimal(precision, scale)`` (``shown``: as given)."""
+    precision, scale = int(base["precision"]), int(base.get("scale", 0))
+    problem = _decimal_problem(number, precision, scale)
+    if problem:
+        raise ValidationError(f"{path}: {shown} {problem}")
+    return number.quantize(decimal.Decimal(1).scaleb(-scale), context=_DECIMALS)
+
+
+def _decimal_problem(number: decimal.Decimal, precision: int, scale: int) -> str | None:
+    """Why ``number`` does not fit ``decimal(precision, scale)``; quantizes only a number with more places."""
+    if not number.is_finite():
+        return "is not a finite decimal"
+    if number and number.adjusted() >= precision - scale:
+        return (f"is out of range for decimal({precision},{scale}) "
+                f"(at most {precision - scale} digit(s) before the point)")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -scale and (
+            number.quantize(decimal.Decimal(1).scaleb(-scale), context=_DECIMALS) != number):
+        return f"does not fit decimal({precision},{scale}) (at most {scale} digit(s) after the point)"
+    return None
+
+
+def json_date(_base: Any, value: Any, path: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(f"{path}: expected an ISO-8601 date string, got {value!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationError(f"{path}: {value!r} is not an ISO-8601 date") from exc
+
+
+def json_timestamp(base: Any, value: Any, path: str) -> dt.datetime:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if isinstance(value, str):
+        parsed = value
+    elif isinstance(value, str):
         try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = dt.datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ValidationError(f"field {name!r}: {value!r} is not an ISO-8601 timestamp") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise ValidationError(f"field {name!r}: expected an ISO-8601 timestamp string, got {value!r}")
+            raise ValidationError(f"{path}: {value!r} is not an ISO-8601 timestamp") from exc
+    else:
+        raise ValidationError(f"{path}: expected an ISO-8601 timestamp string, got {value!r}")
+    return _instant(base, parsed, path)
 
 
-def from_json_value(avro_type: Any, value: Any, name: str, avro_default: bool = False) -> Any:
+def _instant(base: Any, value: dt.datetime, path: str) -> dt.datetime:
+    """An instant in UTC (no zone: UTC); a local timestamp is a naive wall-clock time and may carry no zone."""
+    logical, _ = _kinds(base)
+    if logical in LOCAL_TIMESTAMPS:
+        if value.tzinfo is not None:
+            raise ValidationError(f"{path}: a {logical} has no time zone; got {value.isoformat()}")
+        return value
+    return value.astimezone(dt.UTC) if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def json_uuid(_base: Any, value: Any, path: str) -> str:
+    if not isinstance(value, str) or not UUID_TEXT.fullmatch(value):
+        raise ValidationError(f"{path}: {value!r} is not {UUID_RULE}")
+    return value
+
+
+def json_enum(base: AvroSchema, value: Any, path: str) -> str:
+    if not isinstance(value, str) or value not in base["symbols"]:
+        raise ValidationError(f"{path}: {value!r} is not one of {base['symbols']}")
+    return value
+
+
+def json_boolean(_base: Any, value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{path}: expected true or false, got {value!r}")
+    return value
+
+
+def json_integer(base: Any, value: Any, path: str) -> int:
+    _, kind = _kinds(base)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{path}: expected an integer, got {value!r}")
+    low, high = INT32_RANGE if kind == "int" else INT64_RANGE
+    if not low <= value <= high:
+        raise ValidationError(f"{path}: {value} is out of range for {kind}")
+    return value
+
+
+def json_floating(base: Any, value: Any, path: str) -> float:
+    _, kind = _kinds(base)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{path}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise ValidationError(f"{path}: {value} is out of range for {kind}") from exc
+    if kind == "float" and math.isfinite(number) and abs(number) > FLOAT32_MAX:
+        raise ValidationError(f"{path}: {value} is out of range for float")
+    return number
+
+
+def json_string(_base: Any, value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def json_bytes(base: Any, value: Any, path: str) -> bytes:
+    if isinstance(value, str):
+        # Avro's JSON mapping: one character per byte (code points 0-255)
+        try:
+            value = value.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"{path}: bytes must be written with code points 0-255") from exc
+    if not isinstance(value, bytes):
+        raise ValidationError(f"{path}: expected a string of bytes, got {value!r}")
+    return _sized(base, value, path)
+
+
+def _sized(base: Any, value: bytes, path: str) -> bytes:
+    _, kind = _kinds(base)
+    if kind == "fixed" and len(value) != base["size"]:
+        raise ValidationError(f"{path}: fixed {base.get('name')!r} takes exactly {base['size']} bytes, "
+                              f"got {len(value)}")
+    return value
+
+
+JsonConverter = Callable[[Any, Any, str], Any]
+_BY_LOGICAL: dict[str, JsonConverter] = {
+    "decimal": json_decimal, "date": json_date, "uuid": json_uuid,
+    **{name: json_timestamp for name in INSTANTS + LOCAL_TIMESTAMPS},
+}
+_BY_KIND: dict[str, JsonConverter] = {
+    "enum": json_enum, "boolean": json_boolean, "int": json_integer, "long": json_integer,
+    "float": json_floating, "double": json_floating, "string": json_string, "bytes": json_bytes,
+    "fixed": json_bytes,
+}
+
+
+def _converter(base: Any, path: str) -> JsonConverter:
+    logical, kind = _kinds(base)
+    found = _BY_LOGICAL.get(logical) if logical else None
+    found = found or (_BY_KIND.get(kind) if isinstance(kind, str) else None)
+    if found is None:
+        raise ValidationError(f"{path}: unsupported type {base!r}")
+    return found
+
+
+def from_json_value(avro_type: Any, value: Any, path: str) -> Any:
     """A JSON value (Avro JSON mapping; dates/timestamps as ISO-8601, decimals as strings) as Python."""
-    base, nullable = _unwrap(avro_type)
+    base, nullable = _unwrap(avro_type, path)
     if value is None:
         if nullable:
             return None
-        raise ValidationError(f"field {name!r} must not be null")
-    logical = base.get("logicalType") if isinstance(base, dict) else None
-    kind = base.get("type") if isinstance(base, dict) else base
-    if logical == "decimal":
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ValidationError(f"field {name!r}: decimal must be a string or number, got {value!r}")
-        try:
-            number = decimal.Decimal(str(value))
-        except decimal.InvalidOperation as exc:
-            raise ValidationError(f"field {name!r}: {value!r} is not a decimal") from exc
-        scale = int(base.get("scale", 0))
-        precision = int(base["precision"])
-        if not number.is_finite():
-            raise ValidationError(f"field {name!r}: {value!r} is not a finite decimal")
-        quantized = number.quantize(decimal.Decimal(1).scaleb(-scale))
-        if quantized != number or len(quantized.as_tuple().digits) > precision:
-            raise ValidationError(f"field {name!r}: {value!r} does not fit decimal({precision},{scale})")
-        return quantized
-    if logical == "date":
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError as exc:
-                raise ValidationError(f"field {name!r}: {value!r} is not an ISO date") from exc
-        if isinstance(value, dt.date):
-            return value
-        raise ValidationError(f"field {name!r}: expected an ISO date string, got {value!r}")
-    if logical and logical.endswith(("timestamp-millis", "timestamp-micros")):
-        return _parse_timestamp(value, name)
-    if kind == "enum":
-        symbols = base["symbols"]
-        if value not in symbols:
-            raise ValidationError(f"field {name!r}: {value!r} is not one of {symbols}")
-        return value
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise ValidationError(f"field {name!r}: expected true/false, got {value!r}")
-        return value
-    if kind in ("int", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError(f"field {name!r}: expected an integer, got {value!r}")
-        low, high = INT32_RANGE if kind == "int" else INT64_RANGE
-        if not low <= value <= high:
-            raise ValidationError(f"field {name!r}: {value} is out of range for {kind}")
-        return value
-    if kind in ("float", "double"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError(f"field {name!r}: expected a number, got {value!r}")
-        return float(value)
-    if kind == "string":
-        if not isinstance(value, str):
-            raise ValidationError(f"field {name!r}: expected a string, got {value!r}")
-        return value
-    if kind in ("bytes", "fixed"):
-        if isinstance(value, bytes):
-            return value
-        if isinstance(value, str):
-            # Avro's JSON mapping: one character per byte (code points 0-255).
-            try:
-                return value.encode("latin-1")
-            except UnicodeEncodeError as exc:
-                raise ValidationError(f"field {name!r}: bytes must use code points 0-255") from exc
-        raise ValidationError(f"field {name!r}: expected a bytes string, got {value!r}")
-    raise ValidationError(f"field {name!r}: unsupported type {base!r}")
+        raise ValidationError(f"{path} must not be null")
+    return _converter(base, path)(base, value, path)
 
 
 def row_from_json(spec: TableSpec, row: dict[str, Any], key_only: bool = False) -> dict[str, Any]:
     """Convert a JSON row to Python values; with ``key_only`` (deletes) absent non-key fields are allowed."""
     if not isinstance(row, dict):
         raise ValidationError(f"{spec.table}: row must be an object")
-    unknown = set(row) - set(spec.field_names)
+    unknown = set(row) - spec.field_name_set
     if unknown:
         raise ValidationError(f"{spec.table}: unknown fields {sorted(unknown)}")
     out: dict[str, Any] = {}
@@ -181,11 +318,146 @@ def row_from_json(spec: TableSpec, row: dict[str, Any], key_only: bool = False) 
                 continue
             has_default, default = default_value(f)
             if not has_default:
-                raise ValidationError(f"{spec.table}: missing field {name!r}")
+                raise ValidationError(f"{spec.table}: row.{name} is missing and has no default")
             out[name] = default
             continue
-        out[name] = from_json_value(f["type"], row[name], name)
+        out[name] = from_json_value(f["type"], row[name], f"row.{name}")
     return out
+
+
+# -- Python values handed to ChangeEventProducer.send() ---------------------------------------------------
+
+
+def check_value(avro_type: Any, value: Any, path: str) -> None:
+    """Why a Python value does not belong in a field, as the JSON rules above say it, or nothing."""
+    base, nullable = _unwrap(avro_type, path)
+    if value is None:
+        if not nullable:
+            raise ValidationError(f"{path} must not be null")
+        return
+    logical, kind = _kinds(base)
+    if logical == "decimal":
+        if not isinstance(value, decimal.Decimal):
+            raise ValidationError(f"{path}: expected a decimal.Decimal, got {value!r}")
+        _fit_decimal(base, value, path, repr(value))
+    elif logical == "uuid":
+        if not isinstance(value, uuid.UUID):
+            json_uuid(base, value, path)
+    elif logical == "date":
+        if not isinstance(value, dt.date):
+            raise ValidationError(f"{path}: expected a datetime.date, got {value!r}")
+    elif logical in INSTANTS + LOCAL_TIMESTAMPS:
+        if not isinstance(value, dt.datetime):
+            raise ValidationError(f"{path}: expected a datetime.datetime, got {value!r}")
+        _instant(base, value, path)
+    elif kind in ("bytes", "fixed"):
+        if not isinstance(value, bytes | bytearray):
+            raise ValidationError(f"{path}: expected bytes, got {value!r}")
+        _sized(base, bytes(value), path)
+    elif kind == "string":
+        json_string(base, value, path)
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"{path}: not encodable as UTF-8 ({exc.reason})") from exc
+    else:
+        _converter(base, path)(base, value, path)
+
+
+PythonCheck = Callable[[Any, str], None]
+
+
+def _gap_check(avro_type: Any) -> PythonCheck | None:
+    """A check for what fastavro's writer lets through but the lake cannot hold, or None if it has no gap.
+
+    fastavro encodes a Decimal with too many digits before the point (the
+    consumer cannot store it), any string as a UUID (the consumer would
+    dead-letter it, far from its source), a zoned datetime as a local timestamp
+    (dropping the zone) and an overflowing float as infinity. Everything else it
+    refuses itself (then ``check_event`` names the field; a Decimal with more
+    places than the scale is refused even when they are zeros) or coerces within
+    the type (``True`` as 1, ``"1"`` as 1.0), as its documentation says.
+    """
+    base, _ = _unwrap(avro_type)
+    logical, kind = _kinds(base)
+    if logical == "decimal":
+        precision, scale = int(base["precision"]), int(base.get("scale", 0))
+
+        def decimal_check(value: Any, path: str) -> None:
+            if isinstance(value, decimal.Decimal) and value.is_finite() and value and (
+                    value.adjusted() >= precision - scale):
+                raise ValidationError(f"{path}: {value!r} {_decimal_problem(value, precision, scale)}")
+
+        return decimal_check
+    if logical == "uuid":
+        def uuid_check(value: Any, path: str) -> None:
+            if not isinstance(value, uuid.UUID) and not (isinstance(value, str) and UUID_TEXT.fullmatch(value)):
+                raise ValidationError(f"{path}: {value!r} is not {UUID_RULE}")
+
+        return uuid_check
+    if logical in LOCAL_TIMESTAMPS:
+        def local_check(value: Any, path: str) -> None:
+            if isinstance(value, dt.datetime) and value.tzinfo is not None:
+                raise ValidationError(f"{path}: a {logical} has no time zone; got {value.isoformat()}")
+
+        return local_check
+    if kind == "float":
+        def float_check(value: Any, path: str) -> None:
+            if isinstance(value, int | float) and not isinstance(value, bool) and (
+                    FLOAT32_MAX < abs(value) < math.inf):
+                raise ValidationError(f"{path}: {value} is out of range for float")
+
+        return float_check
+    return None
+
+
+@dataclass(frozen=True)
+class RowChecks:
+    """``_gap_check`` of each field that has one: what ``send()`` checks before the codec, built once per schema.
+
+    Built per schema version (``SchemaVersion.row_checks``) and run on every event
+    ``send()`` takes; fields without a gap cost nothing. When the codec itself
+    refuses a value, ``check_event`` finds the field.
+    """
+
+    fields: tuple[tuple[str, str, PythonCheck], ...]  # (name, path, check)
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        for name, path, check in self.fields:
+            value = row.get(name)
+            if value is not None:
+                check(value, path)
+
+
+def row_checks(spec: TableSpec) -> RowChecks:
+    checks = ((f["name"], _gap_check(f["type"])) for f in spec.schema["fields"])
+    return RowChecks(tuple((name, f"row.{name}", check) for name, check in checks if check is not None))
+
+
+def check_event(spec: TableSpec, event: dict[str, Any]) -> None:
+    """Name the value the codec refused: each of ``ts`` and the row's fields is encoded alone.
+
+    Only on the error path. The first value fastavro refuses is reported with
+    ``check_value``'s reason, or fastavro's own when ``check_value`` has none.
+    """
+    row = event["row"]
+    row_fields = envelope_schema(spec)["fields"][3]["type"]["fields"]  # as encoded: non-key fields nullable
+    candidates = [("ts", TS_TYPE, event.get("ts"))]
+    candidates += [(f"row.{f['name']}", f["type"], row[f["name"]]) for f in row_fields if f["name"] in row]
+    for path, avro_type, value in candidates:
+        refused = _fastavro_refuses(avro_type, value)
+        if refused is not None:
+            check_value(avro_type, value, path)
+            raise ValidationError(f"{path}: {refused}")
+
+
+def _fastavro_refuses(avro_type: Any, value: Any) -> str | None:
+    probe = parse_schema({"type": "record", "name": "probe", "fields": [{"name": "value", "type": avro_type}]})
+    try:
+        fastavro.schemaless_writer(io.BytesIO(), probe, {"value": value})
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        return str(exc)
+    return None
 
 
 def to_json_value(value: Any) -> Any:

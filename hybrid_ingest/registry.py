@@ -29,6 +29,7 @@ import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from botocore.exceptions import ClientError
 
+from hybrid_ingest.convert import RowChecks, check_storable, row_checks
 from hybrid_ingest.errors import (
     ConditionFailedError,
     SchemaIncompatibleError,
@@ -60,6 +61,11 @@ class SchemaVersion:
     @cached_property
     def codec(self) -> Codec:
         return Codec(self.envelope or envelope_schema(self.spec))
+
+    @cached_property
+    def row_checks(self) -> RowChecks:
+        """What ``send()`` checks beyond the codec (see ``convert.RowChecks``), built once per version."""
+        return row_checks(self.spec)
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,7 @@ class Registry:
 
     def register(self, spec: TableSpec) -> Registration:
         """Register a table or a new version of it; refuse what breaks its compatibility mode."""
+        check_storable(spec)
         spec_item = self._spec_item(spec.table)
         if spec_item is None:
             return Registration(self._write_version(spec, 1, previous=None), created=True)

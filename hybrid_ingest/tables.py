@@ -15,10 +15,16 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+
+import avro.errors
+import avro.schema
+from fastavro.schema import SchemaParseException as FastavroSchemaError
+from fastavro.schema import UnknownType, parse_schema
 
 from hybrid_ingest.errors import SpecError, ValidationError
 
@@ -35,12 +41,17 @@ COMPATIBILITY_MODES: tuple[str, ...] = (
 )
 OPS: tuple[str, ...] = ("c", "u", "d", "r")
 ENVELOPE_NAMESPACE = "hybrid_ingest.envelope"
+TS_TYPE: list[Any] = ["null", {"type": "long", "logicalType": "timestamp-micros"}]  # the envelope's ``ts``
+SEQ_MAX = 2**63 - 1  # ``seq`` is an Avro long
 TEMPORAL_LOGICAL_TYPES = ("date", "timestamp-millis", "timestamp-micros", "local-timestamp-millis",
                           "local-timestamp-micros")
 
-TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # DESIGN.md's rule for table names
-
 AvroSchema = dict[str, Any]
+
+# DESIGN.md "Names": a table name is a safe path segment, catalog and SQL name as it is
+TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+TABLE_NAME_RULE = "[a-z][a-z0-9_]{0,62} (a lower-case letter, then up to 62 lower-case letters, digits or '_')"
+AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the Avro specification's name rule
 
 
 @dataclass(frozen=True)
@@ -116,12 +127,15 @@ def _logical_type(avro_type: Any) -> str | None:
 
 def check_spec(spec: TableSpec) -> None:
     """Refuse specs that could not be merged correctly, with the reason."""
+    if not isinstance(spec.table, str) or not TABLE_NAME.fullmatch(spec.table):
+        raise SpecError(f"table name {spec.table!r} is refused: a table name must match {TABLE_NAME_RULE}")
     schema = spec.schema
-    if schema.get("type") != "record" or not isinstance(schema.get("fields"), list):
+    if not isinstance(schema, dict) or schema.get("type") != "record" or not isinstance(schema.get("fields"), list):
         raise SpecError(f"{spec.table}: the .avsc must be an Avro record schema")
     if schema.get("name") != spec.table:
         raise SpecError(f"{spec.table}: the record must be named like the table, got {schema.get('name')!r}")
-    names = [f["name"] for f in schema["fields"]]
+    names = _field_names(spec.table, schema["fields"])
+    _check_avro(spec.table, schema)
     reserved = [n for n in names if n.startswith("_")]
     if reserved:
         raise SpecError(f"{spec.table}: field names starting with '_' are reserved for lineage: {reserved}")
@@ -149,6 +163,40 @@ def check_spec(spec: TableSpec) -> None:
         raise SpecError(f"{spec.table}: compatibility must be one of {COMPATIBILITY_MODES}")
 
 
+def _field_names(table: str, fields: list[Any]) -> list[str]:
+    """Every field's name: a valid Avro name, unique ignoring case (SQL engines and Athena fold case)."""
+    names: list[str] = []
+    seen: dict[str, str] = {}
+    for number, f in enumerate(fields, start=1):
+        name = f.get("name") if isinstance(f, dict) else None
+        if not isinstance(name, str) or "type" not in f:
+            raise SpecError(f"{table}: field #{number} needs a \"name\" and a \"type\"")
+        if not AVRO_NAME.fullmatch(name):
+            raise SpecError(f"{table}: field name {name!r} is not a valid Avro name ([A-Za-z_][A-Za-z0-9_]*)")
+        other = seen.setdefault(name.lower(), name)
+        if other == name and name in names:
+            raise SpecError(f"{table}: field {name!r} appears twice")
+        if other != name:
+            raise SpecError(f"{table}: fields {other!r} and {name!r} differ only in case; field names must be "
+                            "unique ignoring case")
+        names.append(name)
+    return names
+
+
+def _check_avro(table: str, schema: AvroSchema) -> None:
+    """The schema parses under both Avro implementations the service uses (types, defaults, names, symbols)."""
+    try:
+        parse_schema(schema, _write_hint=False)
+        with warnings.catch_warnings():  # it warns about logical types it does not know (local-timestamp-*)
+            warnings.simplefilter("ignore", avro.errors.IgnoredLogicalType)
+            avro.schema.parse(json.dumps(schema))
+    except (FastavroSchemaError, avro.errors.AvroException, ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        if isinstance(exc, UnknownType):
+            detail = f"unknown type {detail!r}"
+        raise SpecError(f"{table}: not a valid Avro schema: {detail}") from exc
+
+
 def spec_from_documents(spec_doc: dict[str, Any], schema: AvroSchema) -> TableSpec:
     """Build a spec from the parsed ``.table.json`` and ``.avsc`` documents."""
     try:
@@ -157,16 +205,12 @@ def spec_from_documents(spec_doc: dict[str, Any], schema: AvroSchema) -> TableSp
         if part_doc:
             partition = Partitioning(part_doc["column"], part_doc.get("granularity", "identity"))
         known = {"table", "primary_key", "partition", "compatibility"}
-        return TableSpec(
-            table=spec_doc["table"],
-            primary_key=tuple(spec_doc["primary_key"]),
-            schema=schema,
-            partition=partition,
-            compatibility=spec_doc.get("compatibility", "BACKWARD"),
-            extra={k: v for k, v in spec_doc.items() if k not in known},
-        )
-    except (KeyError, TypeError) as exc:
-        raise SpecError(f"malformed table spec {spec_doc!r}: missing or wrong {exc}") from exc
+        table, primary_key = spec_doc["table"], tuple(spec_doc["primary_key"])
+        compatibility = spec_doc.get("compatibility", "BACKWARD")
+        extra = {k: v for k, v in spec_doc.items() if k not in known}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SpecError(f"malformed .table.json {spec_doc!r}: missing or wrong {exc}") from exc
+    return TableSpec(table, primary_key, schema, partition, compatibility, extra)
 
 
 def load_spec(path: Path) -> TableSpec:
@@ -177,12 +221,16 @@ def load_spec(path: Path) -> TableSpec:
     for p in (spec_path, schema_path):
         if not p.exists():
             raise SpecError(f"table {name!r}: {p} is missing (a table is <table>.avsc + <table>.table.json)")
+    docs = []
+    for p in (spec_path, schema_path):
+        try:
+            docs.append(json.loads(p.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{p}: invalid JSON: {exc}") from exc
     try:
-        spec_doc = json.loads(spec_path.read_text())
-        schema = json.loads(schema_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"table {name!r}: invalid JSON: {exc}") from exc
-    spec = spec_from_documents(spec_doc, schema)
+        spec = spec_from_documents(*docs)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
     if spec.table != name:
         raise SpecError(f"{spec_path}: declares table {spec.table!r} but the files are named {name!r}")
     return spec
@@ -217,8 +265,7 @@ def envelope_schema(spec: TableSpec) -> AvroSchema:
         "fields": [
             {"name": "op", "type": {"type": "enum", "name": "op", "symbols": list(OPS)}},
             {"name": "seq", "type": "long"},
-            {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}],
-             "default": None},
+            {"name": "ts", "type": copy.deepcopy(TS_TYPE), "default": None},
             {"name": "row", "type": row},
         ],
     }
@@ -235,8 +282,8 @@ def validate_event(spec: TableSpec, event: dict[str, Any]) -> None:
     if op not in OPS:
         raise ValidationError(f"{spec.table}: op must be one of {OPS}, got {op!r}")
     seq = event.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise ValidationError(f"{spec.table}: seq must be a non-negative integer, got {seq!r}")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= SEQ_MAX:
+        raise ValidationError(f"{spec.table}: seq must be an integer from 0 to 2^63-1, got {seq!r}")
     row = event.get("row")
     if not isinstance(row, dict):
         raise ValidationError(f"{spec.table}: row must be an object, got {type(row).__name__}")

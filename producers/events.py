@@ -14,12 +14,11 @@ from typing import Any
 from hybrid_ingest.convert import from_json_value, row_from_json
 from hybrid_ingest.errors import ValidationError
 from hybrid_ingest.registry import SchemaVersion
-from hybrid_ingest.tables import OPS, TableSpec, validate_event
+from hybrid_ingest.tables import OPS, TS_TYPE, TableSpec, validate_event
 from producers.producer import encode_event
 from producers.spool import Entry
 
 EVENT_KEYS = frozenset({"op", "seq", "ts", "row"})
-TS_TYPE = ["null", {"type": "long", "logicalType": "timestamp-micros"}]
 
 
 def event_from_json(spec: TableSpec, doc: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from hybrid_ingest.convert import check_event
 from hybrid_ingest.errors import HybridIngestError, ValidationError
 from hybrid_ingest.registry import SchemaVersion
 from hybrid_ingest.tables import validate_event
@@ -193,9 +194,17 @@ class RecordProducer:
 
 
 def encode_event(version: SchemaVersion, event: dict[str, Any]) -> Entry:
-    """Validate and encode one event: (partition key, single-object Avro bytes of ``version``)."""
+    """Validate and encode one event: (partition key, single-object Avro bytes of ``version``).
+
+    The codec's own error names no field: when it refuses, ``check_event`` finds which one.
+    """
     validate_event(version.spec, event)
-    data = version.codec.encode(event)
+    version.row_checks(event["row"])
+    try:
+        data = version.codec.encode(event)
+    except ValidationError:
+        check_event(version.spec, event)
+        raise
     key = partition_key(version.spec, event["row"])
     check_record_size(key, data)
     return key, data

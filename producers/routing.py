@@ -30,11 +30,12 @@ def _key_text(value: Any) -> str:
 
 
 def partition_key(spec: TableSpec, row: Mapping[str, Any]) -> str:
-    """``<table>|<pk values joined by '|'>``; a key too long for Kinesis is replaced by its SHA-256.
+    """``<table>|<pk values joined by '|'>``; a key too long for Kinesis is ``<table>|sha256:<hex>``.
 
     The hash fallback keeps routing deterministic (same key, same shard) for the
     rare composite key whose text exceeds 256 characters; nothing downstream reads
-    the partition key back, the row carries the key.
+    the partition key back, the row carries the key. A table name has at most 63
+    characters (``tables.TABLE_NAME``), so the hashed form always fits.
     """
     try:
         values = [row[name] for name in spec.primary_key]
@@ -45,9 +46,7 @@ def partition_key(spec: TableSpec, row: Mapping[str, Any]) -> str:
     key = KEY_SEPARATOR.join([spec.table, *(v if type(v) is str else _key_text(v) for v in values)])
     if len(key) <= MAX_PARTITION_KEY_CHARS:
         return key
-    hashed = f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-    with_table = f"{spec.table}{KEY_SEPARATOR}{hashed}"
-    return with_table if len(with_table) <= MAX_PARTITION_KEY_CHARS else hashed
+    return f"{spec.table}{KEY_SEPARATOR}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def hash_key(partition_key: str) -> int:

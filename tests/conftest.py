@@ -1,6 +1,11 @@
 """Shared fixtures: one moto server and one Spark session for the whole run, fresh state per test.
 
 Everything binds to loopback and writes under pytest's temporary folders.
+
+Hypothesis runs derandomized by default (profile ``default``), so ``make test``
+tries the same examples on every clone and every run; ``make fuzz`` explores
+with the ``fuzz`` profile. An example that ever failed is pinned with
+``@example`` on the test that found it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
@@ -23,6 +30,16 @@ from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
+
+# No deadline or timing health check in either profile: a loaded machine must not turn a pass red.
+hypothesis_settings.register_profile(
+    "default", derandomize=True, database=None, print_blob=True, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+# Random seeds, failures kept in .hypothesis/ and replayed first next time; the example counts are the
+# ``slow`` soak tests' own (many more than the default run's).
+hypothesis_settings.register_profile(
+    "fuzz", derandomize=False, print_blob=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("default")  # ``--hypothesis-profile fuzz`` loads after this
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"

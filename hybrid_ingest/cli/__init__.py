@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
+from hybrid_ingest.aws import describe_failure
 from hybrid_ingest.cli import admin, batch, bridge, consume, demo, local, produce, query, source
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.config import Settings
@@ -29,17 +31,33 @@ for module in (local, admin, produce, bridge, source, consume, batch, query, dem
         cli.add_command(command)
 
 
+def one_line(text: str) -> str:
+    """A message as one line: the contract promises one line per refusal (DuckDB and sqlglot add newlines)."""
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="hybrid-ingest", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # standalone_mode=False: click returns the code of ``ctx.exit(n)`` / ``Exit(n)`` instead of exiting
+        code = cli.main(args=argv, prog_name="hybrid-ingest", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except HybridIngestError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except (BotoCoreError, ClientError) as exc:
+        click.echo(f"error: {one_line(describe_failure(exc))}", err=True)
+        sys.exit(1)
+    except OSError as exc:  # a file the user named, a full disk: their world, not our bug
+        click.echo(f"error: {one_line(str(exc))}", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -35,12 +35,11 @@ def produce(app: AppContext, table: str, input_path: Path, spool_dir: Path | Non
     version = app.registry.latest(table)
     with input_path.open("rb") as f:
         entries, errors, bad = encode_lines(version, f)
-    if bad:
-        for line in errors:
-            click.echo(f"{input_path}: {line}", err=True)
-        if bad > len(errors):
-            click.echo(f"... and {bad - len(errors)} more", err=True)
-        raise ValidationError(f"{bad} bad line(s) in {input_path}; nothing was sent")
+    if bad:  # one line per bad line shown; the last one also says what happened to the file
+        for line in errors[:-1]:
+            click.echo(f"error: {input_path}: {line}", err=True)
+        more = f" ({bad - len(errors)} more bad line(s) not shown)" if bad > len(errors) else ""
+        raise ValidationError(f"{input_path}: {errors[-1]}{more}; {bad} bad line(s), nothing was sent")
     spool_dir = spool_dir or default_spool(app)
     stream = app.settings.names.stream
     producer = RecordProducer.open(app.clients.kinesis, stream, spool_dir, ProducerConfig())

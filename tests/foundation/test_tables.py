@@ -82,13 +82,13 @@ def test_json_rows_follow_avro_json_mapping() -> None:
     for change, message in (
         ({"total_amount": "1.001"}, "does not fit"),
         ({"item_count": 2**31}, "out of range"),
-        ({"order_date": "21/11/2026"}, "ISO date"),
+        ({"order_date": "21/11/2026"}, "not an ISO-8601 date"),
         ({"status": None}, "must not be null"),
         ({"order_id": True}, "integer"),
     ):
         with pytest.raises(ValidationError, match=message):
             row_from_json(spec, {**base, **change})
-    with pytest.raises(ValidationError, match="missing field 'customer_id'"):
+    with pytest.raises(ValidationError, match=r"row\.customer_id is missing"):
         row_from_json(spec, {k: v for k, v in base.items() if k != "customer_id"})
 
 
@@ -107,3 +107,65 @@ def test_partition_values_and_paths() -> None:
     assert raw_file("orders", arrival, "shardId-000000000001", Position(5), Position(9, 2)) == (
         f"raw/orders/ingest_date=2026-11-22/ingest_hour=01/shardId-000000000001-{Position(5)}-{Position(9, 2)}.parquet"
     )
+
+
+def schema_named(table: str, *fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "record", "name": table, "fields": [{"name": "id", "type": "long"}, *fields]}
+
+
+@pytest.mark.parametrize("table", ["Orders", "1orders", "x'y", "..", "a-b", "a b", "ordérs", "_t", "", "a" * 64])
+def test_table_names_outside_the_rule_are_refused(table: str) -> None:
+    """Issue #17: a table name is a path segment, a catalog name and a SQL name: ``..`` or ``x'y`` never are."""
+    with pytest.raises(SpecError) as info:
+        TableSpec(table, ("id",), schema_named(table))
+    assert "[a-z][a-z0-9_]{0,62}" in str(info.value)
+    assert repr(table) in str(info.value)
+
+
+@pytest.mark.parametrize("table", ["a", "orders", "order_items2", "a" * 63])
+def test_table_names_inside_the_rule_are_accepted(table: str) -> None:
+    assert TableSpec(table, ("id",), schema_named(table)).table == table
+
+
+@pytest.mark.parametrize("name", ["x-y", "1x", "a b", "é", ""])
+def test_field_names_must_be_avro_names(name: str) -> None:
+    with pytest.raises(SpecError, match="not a valid Avro name"):
+        TableSpec("t", ("id",), schema_named("t", {"name": name, "type": "string"}))
+
+
+@pytest.mark.parametrize(("first", "second"), [("Name", "name"), ("name", "NAME"), ("Code", "cODE")])
+def test_field_names_equal_ignoring_case_are_refused(first: str, second: str) -> None:
+    """Issue #16: ``Name`` and ``name`` are one column to Athena, DuckDB and Spark."""
+    with pytest.raises(SpecError) as info:
+        TableSpec("t", ("id",), schema_named("t", {"name": first, "type": "string"},
+                                             {"name": second, "type": "string"}))
+    message = str(info.value)
+    assert f"fields {first!r} and {second!r} differ only in case" in message
+
+
+def test_a_field_name_twice_is_refused() -> None:
+    with pytest.raises(SpecError, match="field 'x' appears twice"):
+        TableSpec("t", ("id",), schema_named("t", {"name": "x", "type": "string"}, {"name": "x", "type": "long"}))
+
+
+@pytest.mark.parametrize(("avsc", "needle"), [
+    ('{"type": "record", "name": "t", "fields": [', "t.avsc: invalid JSON"),
+    ('[1, 2]', "Avro record schema"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id", "type": "lng"}]}', "unknown type 'lng'"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id"}]}', "field #1 needs"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id", "type": "long"}, '
+     '{"name": "f", "type": {"type": "fixed", "name": "f4"}}]}', "missing 'size'"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id", "type": "long"}, '
+     '{"name": "n", "type": "int", "default": "x"}]}', "Default value"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id", "type": "long"}, '
+     '{"name": "e", "type": {"type": "enum", "name": "e", "symbols": ["a b"]}}]}', "symbol"),
+    ('{"type": "record", "name": "t", "fields": [{"name": "id", "type": "long"}, '
+     '{"name": "e", "type": {"type": "enum", "name": "bad-name", "symbols": ["a"]}}]}', "bad-name"),
+])
+def test_invalid_avro_files_are_refused_naming_the_file(avsc: str, needle: str, tmp_path: Path) -> None:
+    (tmp_path / "t.table.json").write_text(json.dumps({"table": "t", "primary_key": ["id"]}))
+    (tmp_path / "t.avsc").write_text(avsc)
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "t.avsc")
+    assert needle in str(info.value)
+    assert "t.avsc" in str(info.value)

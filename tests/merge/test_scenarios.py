@@ -319,3 +319,28 @@ def test_only_changed_partitions_get_new_versions(ctx: MergeContext, raw: RawWri
     assert {v for v in after if after[v] != before.get(v)} == {"2026-01", "2026-02", "2026-09"}
     assert set(after) == {*before, "2026-09"}
     assert result.stats["partitions_rewritten"] == 3
+
+
+def test_empty_full_extract_on_an_unpartitioned_table(ctx: MergeContext, raw: RawWriter, engine: str) -> None:
+    """Issue #15: nothing at all to merge (no stream, no stored rows, an extract of no rows) on Spark.
+
+    Spark's optimiser replaced the whole decision pass with an empty relation, and
+    the run's observed counts came back empty (``KeyError: 'tombstones_kept'``).
+    """
+    oracle = Oracle("customers", ("customer_id",))
+    land_extract(ctx.lake, ctx.registry, "customers", [], as_of_seq=1, mode="full")
+    oracle.full_extract(1, [])
+    result = merge(ctx, "customers", engine)
+    assert result.stats["extract_rows"] == 0
+    assert result.stats["upserts"] == 0
+    assert_matches(ctx, oracle)
+    rows = [customer(1), customer(2)]
+    land_extract(ctx.lake, ctx.registry, "customers", rows, as_of_seq=5, mode="full")
+    oracle.full_extract(5, rows)
+    merge(ctx, "customers", engine)
+    assert_matches(ctx, oracle)
+    land_extract(ctx.lake, ctx.registry, "customers", [], as_of_seq=9, mode="full")  # the source emptied
+    oracle.full_extract(9, [])
+    result = merge(ctx, "customers", engine)
+    assert result.stats["full_extract_deletes"] == 2
+    assert_matches(ctx, oracle)

@@ -74,7 +74,7 @@ def test_parquet_extract_is_cast_to_the_schema(registry: Registry, lake: Lake, t
         "order_id": list(range(10)), "customer_id": [1] * 10, "order_date": [dt.date(2026, 2, 1)] * 10,
         "status": ["open"] * 10, "total_amount": [decimal.Decimal("1.00")] * 10, "currency": ["EUR"] * 10,
         "item_count": list(range(10)), "weight_kg": [None] * 10, "discount_rate": [0.0] * 10,
-        "placed_at": [dt.datetime(2026, 2, 1, 8)] * 10, "external_ref": ["u"] * 10, "notes": ["n"] * 10,
+        "placed_at": [dt.datetime(2026, 2, 1, 8)] * 10, "external_ref": [f"00000000-0000-0000-0000-{i:012d}" for i in range(10)], "notes": ["n"] * 10,
     }
     path = tmp_path / "orders.parquet"
     pq.write_table(pa.table(rows), path)  # int64 item_count, naive timestamps: cast on the way in
@@ -87,7 +87,7 @@ def test_parquet_extract_is_cast_to_the_schema(registry: Registry, lake: Lake, t
 
 @pytest.mark.parametrize(("bad_line", "message"), [
     ("1001,x@y,Z,DE,platinum,1.00,true,2025-01-01,2026-01-01T00:00:00Z,", "'platinum' is not one of"),
-    ("1001,x@y,Z,DE,gold,1.00,true,,2026-01-01T00:00:00Z,", "row 21: column 'signup_date' must not be empty"),
+    ("1001,x@y,Z,DE,gold,1.00,true,,2026-01-01T00:00:00Z,", "row 21, column 'signup_date': must not be empty"),
     ("1001,x@y,Z,DE,gold,abc,true,2025-01-01,2026-01-01T00:00:00Z,", "credit_limit"),
 ])
 def test_bad_rows_are_refused_and_nothing_lands(registry: Registry, lake: Lake, tmp_path: Path,

@@ -47,7 +47,7 @@ def test_produce_reports_bad_lines_and_sends_nothing(cli: Runner, initialized: C
                                json.dumps({"op": "x", "seq": 1, "row": {}})]) + "\n")
     code, _, err = cli("produce", "customers", "--input", str(path))
     assert code == 1
-    assert "line 2: field 'credit_limit': '1.234' does not fit decimal(12,2)" in err
+    assert "line 2: row.credit_limit: '1.234' does not fit decimal(12,2)" in err
     assert "line 3: invalid JSON" in err
     assert "line 5: op must be one of" in err
     assert "line 1:" not in err

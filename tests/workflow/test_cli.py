@@ -69,7 +69,7 @@ def test_status_shows_runs_watermarks_freshness_dlq_and_shards(
     monkeypatch.setenv("FAKE_MERGE_FAIL", "orders")
     CliRunner().invoke(cli, ["batch", "run"], env=env)
     store.commit_watermark(Watermark("customers", {"shardId-000000000000": Position(4900, 2)},
-                                     frozenset({"x1"}), newest_op_ts=time.time() - 600), 0)
+                                     frozenset({"x1"}), newest_op_ts=time.time() - 575), 0)
     store.set_checkpoint("hybrid-ingest-changes", "shardId-000000000000", Position(4900, 2))
     lake.write_bytes("dlq/consumer/bad-wire-format/a.bin", b"x")
     lake.write_bytes("dlq/consumer/bad-wire-format/b.bin", b"x")
@@ -83,7 +83,8 @@ def test_status_shows_runs_watermarks_freshness_dlq_and_shards(
     assert "SUCCEEDED" in customers
     assert f"shardId-000000000000@{Position(4900, 2)}" in customers
     assert customers.split()[3] == "-"  # no curated snapshot: the fake merge job commits none
-    assert customers.split()[7] == "10m"  # freshness: newest merged change 10 minutes old
+    # freshness: the newest merged change is 575 s old, shown as 10m until 630 s (room for a slow machine)
+    assert customers.split()[7] == "10m"
     [orders] = [line for line in lines if line.startswith("orders ")]
     assert "FAILED" in orders
     assert "MergeError: boom on orders" in orders

@@ -104,7 +104,7 @@ def test_start_job_run_retried_after_concurrent_runs_exceeded(
     """MaxConcurrentRuns=1 and a run already going: the first StartJobRun is refused, the Retry succeeds."""
     workflow.deploy(initialized, FAKE_SCRIPTS, map_concurrency=1, merge_max_concurrent_runs=1)
     monkeypatch.setenv("FAKE_MERGE_AFTER_PLAN_blocker", "1")  # still running when the Map starts its jobs
-    monkeypatch.setenv("FAKE_MERGE_SLEEP_blocker", "2.5")
+    monkeypatch.setenv("FAKE_MERGE_UNTIL_REFUSED_blocker", "1")  # and until one of them was refused
     names = initialized.settings.names
     initialized.glue.start_job_run(JobName=names.merge_job, Arguments={
         "--table": "blocker", "--engine": "duckdb", "--run_id": "blocker"})
