@@ -74,7 +74,8 @@ def refused(cli: Runner, sql: str, *needles: str) -> str:
     assert code == 1, f"exit {code}: {out}{err}"
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
@@ -122,7 +123,8 @@ def test_snapshots_table_lists_the_runs(cli: Runner, duck: MergeContext, runs: R
     expected = []
     for snapshot_id, run_id, count in zip(runs.snapshots, runs.run_ids, COUNTS, strict=True):
         snapshot = table.snapshot_by_id(snapshot_id)
-        assert snapshot is not None and snapshot.summary is not None
+        assert snapshot is not None
+        assert snapshot.summary is not None
         expected.append({"snapshot_id": snapshot_id, "parent_id": snapshot.parent_snapshot_id,
                          "operation": snapshot.summary.operation.value,
                          "committed_at": iso(snapshot.timestamp_ms),
