@@ -113,9 +113,11 @@ class Catalog:
         return Source("table", name, self._version(table, name, ref), travelled=True)
 
     def schema(self, source: Source) -> Schema:
-        """The schema a table source reads with: its snapshot's (time travel reads the schema of then)."""
+        """The schema a table source reads with: the table's, or with time travel the snapshot's, as Trino
+        (so Athena) does since trinodb/trino#12786 (and pyiceberg's scan of a snapshot)."""
         table = self.table(source.table)
-        snapshot = table.snapshot_by_id(source.snapshot_id) if source.snapshot_id is not None else None
+        travelled = source.snapshot_id if source.travelled else None
+        snapshot = table.snapshot_by_id(travelled) if travelled is not None else None
         if snapshot is not None and snapshot.schema_id is not None:
             found = table.metadata.schema_by_id(snapshot.schema_id)
             if found is not None:
