@@ -64,7 +64,7 @@ class LocalQuery:
             defined.add(source.view)
             table = self.catalog.table(source.table)
             if source.kind == "table":
-                readable.extend(views.define_table(engine, self.lake, source.view, table, source.snapshot_id,
+                readable.extend(views.define_table(engine, self.lake, source.view, self.catalog.files(source),
                                                    self.catalog.schema(source)))
             elif source.kind == "live":
                 snapshot = table.current_snapshot()

@@ -72,6 +72,7 @@ class Catalog:
         self.database = clients.settings.names.curated_database
         self._names: set[str] | None = None
         self._tables: dict[str, Table] = {}
+        self._files: dict[tuple[str, int], list[iceberg.SnapshotFile]] = {}
         self._catalog = iceberg.catalog(clients, lake)
 
     def names(self) -> set[str]:
@@ -111,6 +112,15 @@ class Catalog:
             current = table.current_snapshot()
             return Source("table", name, current.snapshot_id if current else None)
         return Source("table", name, self._version(table, name, ref), travelled=True)
+
+    def files(self, source: Source) -> list[iceberg.SnapshotFile]:
+        """The data files of a table source's snapshot (none without one), read from its manifests once."""
+        if source.snapshot_id is None:
+            return []
+        key = (source.table, source.snapshot_id)
+        if key not in self._files:
+            self._files[key] = iceberg.snapshot_files(self.table(source.table), None, source.snapshot_id)
+        return self._files[key]
 
     def schema(self, source: Source) -> Schema:
         """The schema a table source reads with: the table's, or with time travel the snapshot's, as Trino

@@ -61,7 +61,7 @@ class Reference:
     name: str  # lower-cased, as Athena resolves names
     database: str | None  # the qualifier, lower-cased; None when unqualified
     version: exp.Version | None = field(default=None, compare=False)
-    where: str = field(default="", compare=False)  # "line 1, column 15"
+    where: str = field(default="", compare=False)  # " (line 1, column 15)", for messages
 
     @property
     def text(self) -> str:

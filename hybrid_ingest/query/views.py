@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
 
 from glue_jobs.kernel_duckdb import DuckDBEngine
 from glue_jobs.kernel_model import FileGroup
@@ -18,12 +17,11 @@ from hybrid_ingest import iceberg, sqltext
 from hybrid_ingest.lake import Lake
 
 
-def define_table(engine: DuckDBEngine, lake: Lake, view: str, table: Table, snapshot_id: int | None,
+def define_table(engine: DuckDBEngine, lake: Lake, view: str, files: list[iceberg.SnapshotFile],
                  schema: Schema) -> list[str]:
-    """View ``view`` of ``table`` at ``snapshot_id`` (None: no snapshot, no rows); returns the files it reads."""
+    """View ``view`` of a snapshot's data ``files`` read with ``schema``; returns the paths it reads."""
     columns = iceberg.arrow_schema(schema)
     d = engine.dialect
-    files = iceberg.snapshot_files(table, None, snapshot_id) if snapshot_id is not None else []
     rels = tuple(iceberg.lake_rel(lake, f.uri) for f in files)
     if rels:
         source = engine.source(lake, FileGroup(rels, columns))
