@@ -134,11 +134,8 @@ def screen(engine: Engine, lake: Lake, spec: TableSpec, extracts: Sequence[Extra
             out.overridden.append({"extract_id": x.extract_id, "by": by})
         else:
             problems, figures = _judge(engine, lake, spec, x, table, highest, limits, deletes)
-            if problems:
-                message = "; ".join(problems) + (
-                    f"; if that is what the source meant: hybrid-ingest bulk release {spec.table} {x.extract_id}"
-                    " --allow-mass-delete")
-                out.held.append(Held(x, SuspiciousExtractError(message), figures))
+            if problems:  # the record says how to release it (``hybrid_ingest.quarantine.hold``)
+                out.held.append(Held(x, SuspiciousExtractError("; ".join(problems)), figures))
                 continue
         if deletes:
             deleting = x

@@ -192,7 +192,7 @@ def _plan(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, waterma
     tomb_facts = [inputs.file_facts(ctx.lake, rel) for rel in tomb_rels]
     if pending.extracts:
         facts = guard.table_facts(ctx.lake, run, pending, partitions, tomb_facts, stored_floor, table_rows)
-        _screen(ctx, spec, pending, facts, settings, result.engine, now)
+        _screen(ctx, spec, pending, facts, settings, result, now)
         if not (pending.raw or pending.extracts or rewrite_all):
             return _Pending(latest, watermark, pending, None)
     if state is None or state.schema_version != latest.version:
@@ -219,12 +219,15 @@ def _plan(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, waterma
 
 
 def _screen(ctx: MergeContext, spec: TableSpec, pending: inputs.MergeInputs, facts: guard.TableFacts,
-            settings: dict[str, Any], engine: str, now: dt.datetime) -> None:
+            settings: dict[str, Any], result: RunResult, now: dt.datetime) -> None:
     """The extract guard on the run's engine: held extracts get their record under dlq/merge/ and leave the run."""
+    started = time.monotonic()
+    engine = result.engine
     with engines.opened(engine, _spark(ctx) if engine == "spark" else None,
                         str(settings["duckdb_memory_limit"])) as opened:
         screened = guard.screen(opened, ctx.lake, spec, pending.extracts, facts, guard.Limits.from_settings(settings),
                                 ctx.store.releases(spec.table))
+    result.stats["guard_s"] = round(time.monotonic() - started, 3)
     for held in screened.held:
         quarantine.hold(ctx.lake, spec.table, held.extract.extract_id, held.error, now, held.figures)
         LOGGER.warning("extract %s/%s held (%s): %s", spec.table, held.extract.extract_id, held.error.reason,

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 from hybrid_ingest import sqltext
 from hybrid_ingest.lake import Lake
 
-MEMORY_LIMIT = "512MB"  # the check's own budget on a producer's host; DuckDB spills to a temporary folder past it
+MEMORY_LIMIT = "64MB"  # the check's own budget on a producer's host; DuckDB spills to a temporary folder past it
+THREADS = 4  # enough to read the parts in parallel; each thread takes its share of the budget
 SHOWN_ROWS = 10
 
 
@@ -92,12 +93,14 @@ def first_duplicate(lake: Lake, rels: Sequence[str], keys: Sequence[str], schema
     """The first repeated key among Parquet files of one extract (DuckDB, key columns only), or None."""
     if not rels:
         return None
+    pa.default_memory_pool().release_unused()  # what writing the parts freed goes back before DuckDB takes its own
     temp = tempfile.mkdtemp(prefix="hybrid-ingest-keys-")
     con = duckdb.connect()
     try:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = {sqltext.string(temp, 'duckdb')}")
         con.execute("SET preserve_insertion_order = false")
+        con.execute(f"SET threads = {THREADS}")
         if lake.scheme == "file":
             paths = ", ".join(sqltext.string(lake.path(r), "duckdb") for r in rels)
             source = f"read_parquet([{paths}])"

@@ -49,7 +49,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # than this fraction of its table's live rows is held until released
     "max_full_extract_delete_fraction": 0.5,
     # ... as is an extract whose as_of_seq is further than this past the highest seq its table has seen:
-    # 2^44 is 16 TiB of PostgreSQL WAL (an LSN counts bytes) or decades of an Oracle SCN, yet far below the
+    # 2^44 is 16 TiB of PostgreSQL WAL (an LSN counts bytes) or years of an Oracle SCN, yet far below the
     # 2^63 where a table freezes for good; a source whose seq counts changes one by one may set it far lower
     "max_as_of_seq_ahead": 2**44,
 }
