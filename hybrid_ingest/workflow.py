@@ -256,10 +256,11 @@ def table_outcomes(store: StateStore, tables: list[str], run_id: str) -> list[di
     out: list[dict[str, Any]] = []
     for table in tables:
         mine = [r for r in store.runs(table, limit=20) if r.get("run_id") == run_id]
-        # the workflow's own record carries the Glue run's outcome even when the job died early
-        mine.sort(key=lambda r: r.get("source") != "workflow")
+        # the workflow's own record carries the Glue run's outcome even when the job died early, so it wins;
+        # the merge's record adds what only the job knows (the extracts it held, say)
+        mine.sort(key=lambda r: r.get("source") == "workflow")
         if mine:
-            out.append({"table": table, **mine[0]})
+            out.append({"table": table, **{k: v for record in mine for k, v in record.items()}})
     return out
 
 
