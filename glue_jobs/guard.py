@@ -125,7 +125,8 @@ def screen(engine: Engine, lake: Lake, spec: TableSpec, extracts: Sequence[Extra
             out.held.append(Held(x, DuplicateKeyError(duplicate.message()), duplicate.figures()))
     if not clean:
         return out
-    highest = highest_seq(engine, lake, table)
+    judged = [x for x in clean if _override(x, releases) is None]
+    highest = highest_seq(engine, lake, table) if judged else None
     deleting: ExtractInput | None = None  # the newest admitted full extract above the floor: the one that deletes
     for x in sorted(clean, key=lambda e: e.rank, reverse=True):
         deletes = x.mode == "full" and x.as_of_seq > table.floor and deleting is None

@@ -10,9 +10,10 @@ written, the merge through its engine.
 The parts are read again rather than the keys kept while they were written:
 DuckDB reads only the key columns, aggregates them within a memory limit and
 spills past it, so the check never holds the extract (nor all its keys) in
-memory; a hash set of the keys in Python would (measured in the README, Security
-model). Only when a key repeats are the parts scanned once more, key columns
-only, to name the rows it is on (``key_rows``).
+memory. Keeping each batch's keys while writing and grouping them with Arrow
+would: measured on 4M rows, that doubled the push's peak RSS, where this query
+left it unchanged (README, Security model). Only when a key repeats are the parts
+scanned once more, key columns only, to name the rows it is on (``key_rows``).
 """
 
 from __future__ import annotations

@@ -181,6 +181,19 @@ def test_as_of_seq_far_ahead_of_the_table_is_held(ctx: MergeContext, raw: RawWri
     assert_matches(ctx, oracle)
 
 
+def test_the_highest_seq_is_read_from_the_rows_when_footers_lack_statistics(ctx: MergeContext, raw: RawWriter,
+                                                                             engine: str) -> None:
+    ctx.store.put_settings({"max_as_of_seq_ahead": 100})
+    raw.write("customers", [ev("c", 500, customer(1)), ev("c", 400, customer(3))], statistics=False)
+    ahead = land_extract(ctx.lake, ctx.registry, "customers", [customer(1)], as_of_seq=601, mode="incremental",
+                         extract_id="601-20261121T000000Z-ahead")
+    within = land_extract(ctx.lake, ctx.registry, "customers", [customer(2)], as_of_seq=600, mode="incremental",
+                          extract_id="600-20261121T000000Z-within")
+    result = merge(ctx, "customers", engine)
+    assert held_record(ctx, "suspicious-extract", "customers", ahead)["figures"]["highest_seq_seen"] == 500
+    assert result.stats["extracts"] == [within]
+
+
 def test_allow_mass_delete_in_the_manifest_is_honoured(ctx: MergeContext, engine: str) -> None:
     rows = [customer(1), customer(2), customer(3)]
     land_extract(ctx.lake, ctx.registry, "customers", rows, as_of_seq=5, mode="full")
