@@ -122,3 +122,31 @@ def test_push_allow_mass_delete_and_release_exit_codes(initialized: Clients, lak
     assert "allow_mass_delete" in proc.stdout
     assert_fails(shell(env, "bulk", "release", "customers", extract_id), 1, "customers", extract_id, "not held")
     assert_fails(shell(env, "bulk", "release", "customers", "no-such-extract"), 1, "no-such-extract")
+
+
+def test_the_guard_on_an_s3_lake(initialized: Clients, tmp_path: Path) -> None:
+    """On s3:// (moto's S3) DuckDB reads the parts through the lake's Arrow filesystem, at push and at merge."""
+    from glue_jobs.merge import MergeContext, run_merge
+    from hybrid_ingest.quarantine import held
+    from hybrid_ingest.state import StateStore
+
+    settings = initialized.settings
+    initialized.s3.create_bucket(Bucket="lake", CreateBucketConfiguration={
+        "LocationConstraint": settings.region})  # type: ignore[typeddict-item]
+    lake = Lake.from_uri("s3://lake/root", settings.endpoint_url, settings.region)
+    names = settings.names
+    registry = Registry(initialized.dynamodb, names.registry_table)
+    version = registry.latest("customers")
+    with pytest.raises(ValidationError, match=r"customer_id=1 at rows 2 and 5"):
+        push_extract(lake, version, with_duplicates(tmp_path / "dup.csv", 6, {5: 2}), as_of_seq=3, mode="full",
+                     rows_per_part=2)
+    assert lake.files("landing/customers") == []
+    push_extract(lake, version, customers_csv(tmp_path / "all.csv", 10), as_of_seq=5, mode="full")
+    ctx = MergeContext(initialized, lake, registry, StateStore(initialized.dynamodb, names.state_table,
+                                                               names.runs_table))
+    run_merge(ctx, "customers", engine="duckdb")
+    shrunk = push_extract(lake, version, customers_csv(tmp_path / "few.csv", 3), as_of_seq=6, mode="full")
+    result = run_merge(ctx, "customers", engine="duckdb")
+    assert result.stats["extracts_held"] == [{"extract_id": shrunk.extract_id, "reason": "suspicious-extract"}]
+    [record] = held(lake, "customers")
+    assert (record.figures["rows_live"], record.figures["rows_to_delete"]) == (10, 7)
