@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hybrid_ingest import iceberg, workflow
+from hybrid_ingest import workflow
 from hybrid_ingest.cli.context import AppContext
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -85,6 +85,8 @@ def source_row(name: str, doc: dict[str, Any]) -> list[str]:
 def status(app: AppContext) -> None:
     """Per table: stream lag, last merge, watermark, freshness, dead-letter count."""
     names = app.settings.names
+    from hybrid_ingest import iceberg  # pyiceberg costs ~0.2 s to import: only `status` needs it here
+
     report = workflow.collect_status(app.store, app.registry.tables(), app.lake, names.stream,
                                      snapshot=iceberg.current_snapshots(app.clients, app.lake))
     rows: list[list[str]] = []
