@@ -211,13 +211,12 @@ def _row_function(src: _Source, spec: TableSpec, name: str, key_only: bool) -> N
              "    raise NotTaken")
     for field in spec.schema["fields"]:
         _field(src, field, key_only, field["name"] in spec.primary_key)
-    src.emit(1, "return row")
 
 
 def compile_reader(spec: TableSpec) -> JsonReader:
     """The table's JSON change events (parsed) as codec-ready events; ``NotTaken`` for anything else.
 
-    The reader converts the parsed document's row in place (it is the caller's fresh parse).
+    The reader converts the parsed document in place (it is the caller's fresh parse) and returns it.
     """
     src = _Source()
     _row_function(src, spec, "full_row", key_only=False)
@@ -232,9 +231,14 @@ def compile_reader(spec: TableSpec) -> JsonReader:
              "    raise NotTaken",
              f"if seq.__class__ is not int or not 0 <= seq <= {SEQ_MAX}:", "    raise NotTaken",
              "if ts is not None:",
-             f"    ts = {src.constant('ts', _instant_reader)}(ts)",
-             "return {'op': op, 'seq': seq, 'ts': ts, 'row': key_row(doc['row']) if op == 'd' "
-             "else full_row(doc['row'])}")
+             f"    doc['ts'] = {src.constant('ts', _instant_reader)}(ts)",
+             "elif 'ts' not in doc:",
+             "    doc['ts'] = None",
+             "if op == 'd':",
+             "    key_row(doc['row'])",
+             "else:",
+             "    full_row(doc['row'])",
+             "return doc")
     namespace = dict(src.constants)
     exec(compile("\n".join(src.lines) + "\n", f"<json reader of {spec.table}>", "exec"), namespace)
     reader: JsonReader = namespace["read"]

@@ -87,7 +87,7 @@ def encode_lines(version: SchemaVersion, lines: Iterable[str | bytes], max_error
     errors: list[str] = []
     bad = 0
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line or line.isspace():  # isspace stops at the first other character: no copy of the line
             continue
         try:
             entries.append(encode_line(version, line))
