@@ -129,16 +129,17 @@ def aggregate(entries: Iterable[tuple[str, bytes]], shard_map: ShardMap,
         current = open_records.get(shard)
         if current is None:
             current = open_records[shard] = _Packing(pk)
+        size = len(data)
+        data_field = size + (1 if size < 0x80 else 2 if size < 0x4000 else _varint_size(size)) + 1
         while True:  # at most twice: into the open aggregate, else into a new one
             index = current.keys.get(pk)
             grows = 0
             if index is None:
                 index = len(current.keys)
                 length = len(pk) if pk.isascii() else len(pk.encode())
-                grows = 1 + _varint_size(length) + length
-            size = len(data)
-            inner = (3 if index < 0x80 else 2 + _varint_size(index)) + size + _varint_size(size)
-            grows += inner + 1 + _varint_size(inner)
+                grows = 2 + length if length < 0x80 else 1 + _varint_size(length) + length  # key table entry
+            inner = data_field + (2 if index < 0x80 else 1 + _varint_size(index))  # + partition_key_index
+            grows += inner + (2 if inner < 0x80 else 3 if inner < 0x4000 else 1 + _varint_size(inner))
             if current.size + grows <= max_size:
                 break
             if not current.records:

@@ -10,7 +10,6 @@ import click
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.errors import HybridIngestError, ValidationError
 from hybrid_ingest.layout import landing_dir
-from producers.bulk import open_source, push_extract
 from producers.events import encode_lines
 from producers.producer import ProducerConfig, RecordProducer
 
@@ -75,6 +74,8 @@ def bulk_group() -> None:
 @click.pass_obj
 def bulk_push(app: AppContext, table: str, input_path: Path, as_of_seq: int, mode: str) -> None:
     """Land a bulk extract (Parquet or CSV with a header) with its manifest, as DataSync would."""
+    from producers.bulk import open_source, push_extract  # pyarrow's CSV and compute: not for `produce`
+
     version = app.registry.latest(table)
     source = open_source(input_path)
     if input_path.stat().st_size >= PROGRESS_MIN_BYTES:
