@@ -1,7 +1,7 @@
 """The ingest paths as users run them: ``hybrid-ingest produce`` and ``consume --until-idle`` through the CLI.
 
     .venv/bin/python bench/bench_cli.py [--events 300000] [--runs 3] [--json OUT]
-    .venv/bin/python bench/bench_cli.py --events 100000 --runs 1 --profile-dir bench/profiles
+    .venv/bin/python bench/bench_cli.py --events 50000 --profile-command produce --profile bench/profiles/cli_produce.txt
 
 Each run starts from nothing on its own stack names (``HYBRID_INGEST_PREFIX``) on one
 moto server (``hybrid-ingest local up``, a process of its own): ``init``, then the timed
@@ -165,7 +165,7 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run(n_events: int = 300_000, runs: int = 3, profile_dir: Path | None = None) -> dict[str, Any]:
+def run(n_events: int = 300_000, runs: int = 3) -> dict[str, Any]:
     lines = json_lines(n_events)
     parsed, bodies = envelope_bodies(lines)
     figures: dict[str, Any] = {"events": n_events, "runs": runs, "table": TABLE, "load_start": load()}
@@ -198,8 +198,6 @@ def run(n_events: int = 300_000, runs: int = 3, profile_dir: Path | None = None)
                       f"CPU (moto {produced[-1].moto_cpu_s:.2f} s); consume {consumed[-1].wall_s:.2f} s wall / "
                       f"{consumed[-1].cpu_s:.2f} s CPU (moto {consumed[-1].moto_cpu_s:.2f} s); load {load()}",
                       flush=True)
-            if profile_dir is not None:
-                profile(stack, work, data, profile_dir)
         finally:
             stack.down()
     p, c, s = best(produced), best(consumed), best(startup)
@@ -231,29 +229,43 @@ def run(n_events: int = 300_000, runs: int = 3, profile_dir: Path | None = None)
     return figures
 
 
-def profile(stack: Stack, work: Path, data: Path, out_dir: Path) -> None:
-    """pyinstrument text profiles of one ``produce`` and one ``consume --until-idle``, whole commands."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = "bcliprof"
-    stack.cli("init", "--schemas", str(work / "schemas"), prefix=prefix)
-    for name, args in (("cli_produce", ("produce", TABLE, "--input", str(data))),
-                       ("cli_consume", ("consume", "--until-idle"))):
-        out = out_dir / f"{name}.txt"
-        runner = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile", str(out), "-m",
+def profile(n_events: int, command: str, out: Path) -> None:
+    """pyinstrument's text profile of one whole ``produce`` or ``consume --until-idle`` (its main thread)."""
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        work = Path(tmp)
+        (work / "schemas").mkdir()
+        (work / "schemas" / f"{TABLE}.avsc").write_text(json.dumps(SCHEMA))
+        (work / "schemas" / f"{TABLE}.table.json").write_text(json.dumps(SPEC))
+        data = work / "events.jsonl"
+        data.write_bytes(b"\n".join(json_lines(n_events)) + b"\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        runner = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile", str(out.resolve()), "-m",
                   "hybrid_ingest.cli"]
-        stack.cli(*args, prefix=prefix, runner=runner)
-        print(f"profile of hybrid-ingest {' '.join(args[:2])} written to {out}")
+        stack = Stack(work / "home")
+        try:
+            stack.cli("init", "--schemas", str(work / "schemas"), prefix="bcliprof")
+            produce = ("produce", TABLE, "--input", str(data))
+            stack.cli(*produce, prefix="bcliprof", runner=runner if command == "produce" else None)
+            if command == "consume":
+                stack.cli("consume", "--until-idle", prefix="bcliprof", runner=runner)
+        finally:
+            stack.down()
+    print(f"profile of hybrid-ingest {command} over {n_events:,} {TABLE} events written to {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--profile-dir", type=Path, default=None,
-                        help="also write pyinstrument profiles of both commands here (cli_*.txt)")
+    parser.add_argument("--profile-command", choices=["produce", "consume"], default="produce")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a pyinstrument profile of --profile-command here instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
-    figures = run(args.events, args.runs, args.profile_dir)
+    if args.profile:
+        profile(args.events, args.profile_command, args.profile)
+        return
+    figures = run(args.events, args.runs)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
