@@ -45,6 +45,8 @@ def partition_key(spec: TableSpec, row: Mapping[str, Any]) -> str:
             raise ValidationError(f"{spec.table}: row lacks primary key field {name!r}") from None
         if value.__class__ is str:
             parts.append(value)
+        elif value.__class__ is int:
+            parts.append(str(value))
         elif value is None:
             raise ValidationError(f"{spec.table}: primary key {list(spec.primary_key)} must not be null")
         else:
