@@ -24,6 +24,7 @@ from diagrams.aws.security import KMS
 from diagrams.aws.storage import SimpleStorageServiceS3Bucket
 from diagrams.generic.storage import Storage
 from diagrams.onprem.compute import Server
+from diagrams.onprem.database import PostgreSQL
 from diagrams.onprem.iac import Terraform
 from diagrams.onprem.queue import Kafka
 from diagrams.programming.language import Python
@@ -68,10 +69,13 @@ def draw() -> Path:
     ):
         with Cluster("On premises", graph_attr=CLUSTER):
             apps = Server("applications\n(change events)")
-            kafka = Kafka("Kafka")
+            kafka = Kafka("Kafka topics")
+            postgres = PostgreSQL("PostgreSQL\n(logical replication)")
             extracts = Storage("nightly extracts\n(NFS)")
             with Cluster("producers (Avro + KPL aggregation)", graph_attr=CLUSTER):
-                producer = Python("producers\n+ kafka_bridge")
+                producer = Python("producer: spool,\nKPL aggregation")
+                bridge = Python("bridge kafka")
+                source = Python("source postgres\n(pgoutput)")
                 bulk = Python("producers bulk\nParquet + manifest")
             agent = DatasyncAgent("DataSync agent")
 
@@ -113,7 +117,9 @@ def draw() -> Path:
 
         # streaming path
         apps >> data() >> producer
-        kafka >> data() >> producer
+        kafka >> data("JSON change events") >> bridge >> data() >> producer
+        postgres >> data("committed changes") >> source >> data() >> producer
+        source >> data("snapshot as a\nfull extract") >> bulk
         producer >> data("Avro single-object\nKPL aggregated") >> stream
         stream >> data() >> streaming
         streaming >> data("Parquet") >> raw

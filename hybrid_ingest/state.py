@@ -441,7 +441,6 @@ class StateStore:
             out.append(record)
         return out
 
-
     # -- change-data sources (each source's own record; ``status`` reads them) -------------------
 
     def source(self, name: str) -> tuple[dict[str, Any], int] | None:
@@ -484,10 +483,6 @@ class StateStore:
             "TableName": self._state, "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": "source"}}, "ConsistentRead": True,
         }
-        while True:
-            page = self._ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                result[item["sk"]["S"]] = json.loads(item["doc"]["S"]) | {"updated": float(item["updated"]["N"])}
-            if "LastEvaluatedKey" not in page:
-                return result
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._query(kwargs):
+            result[item["sk"]["S"]] = json.loads(item["doc"]["S"]) | {"updated": float(item["updated"]["N"])}
+        return result

@@ -28,8 +28,9 @@ locals {
   s3_object_write = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 
   # Dead letters are written per stage: dlq/<stage>/<reason>/... (hybrid_ingest.layout.dlq_file).
-  dlq_stream = "${local.zones.dlq}stream/" # streaming_consumer.sink.DLQ_STAGE
-  dlq_merge  = "${local.zones.dlq}merge/"  # glue_jobs.inputs.DLQ_STAGE
+  dlq_stream = "${local.zones.dlq}stream/"       # streaming_consumer.sink.DLQ_STAGE
+  dlq_merge  = "${local.zones.dlq}merge/"        # glue_jobs.inputs.DLQ_STAGE
+  dlq_bridge = "${local.zones.dlq}kafka-bridge/" # producers.kafka_bridge.DLQ_STAGE
 
   # A curated table is an Iceberg table located at curated/<table>/: pyiceberg's
   # data/ and metadata/ folders, and the merge's tombstone files
@@ -565,6 +566,46 @@ data "aws_iam_policy_document" "producer" {
         test     = "StringLike"
         variable = "s3:prefix"
         values   = [for t in each.value : "${local.zones.landing}${t}/*"]
+      }
+    }
+  }
+
+  # `bridge kafka` dead-letters a message it cannot forward; it never reads dead letters back.
+  statement {
+    sid       = "DeadLetterBridgeMessages"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.dlq_bridge}*"]
+  }
+
+  # `source postgres` registers its tables from the database's catalog on first
+  # start and on a compatible schema change, and keeps its progress in the state
+  # table: only producers named in var.registering_producers get these.
+  dynamic "statement" {
+    for_each = contains(var.registering_producers, each.key) ? [1] : []
+    content {
+      sid       = "RegisterItsTables"
+      actions   = ["dynamodb:PutItem"]
+      resources = [local.dynamodb_arns.registry]
+
+      condition {
+        test     = "ForAllValues:StringLike"
+        variable = "dynamodb:LeadingKeys"
+        values   = concat([for t in each.value : "table#${t}"], ["fp#*"])
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(var.registering_producers, each.key) ? [1] : []
+    content {
+      sid       = "KeepSourceProgress"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+      resources = [local.dynamodb_arns.state]
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "dynamodb:LeadingKeys"
+        values   = ["source"]
       }
     }
   }

@@ -130,6 +130,17 @@ variable "producers" {
   }
 }
 
+variable "registering_producers" {
+  type        = set(string)
+  description = "Producers (keys of var.producers) that register their own tables' schemas and keep a source record: those running `hybrid-ingest source postgres`, which registers each table from the database's catalog."
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.registering_producers : contains(keys(var.producers), name)])
+    error_message = "Every registering producer must be a key of var.producers."
+  }
+}
+
 # ---------------------------------------------------------------- kinesis
 
 variable "kinesis_stream_mode" {

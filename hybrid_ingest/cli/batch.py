@@ -84,6 +84,8 @@ def source_row(name: str, doc: dict[str, Any]) -> list[str]:
 @click.pass_obj
 def status(app: AppContext) -> None:
     """Per table: stream lag, last merge, watermark, freshness, dead-letter count."""
+    from hybrid_ingest import iceberg  # pyiceberg: imported where tables are read, not by every command
+
     names = app.settings.names
     from hybrid_ingest import iceberg  # pyiceberg costs ~0.2 s to import: only `status` needs it here
 

@@ -13,11 +13,13 @@ from packaging.requirements import Requirement
 
 from glue_jobs import inputs
 from hybrid_ingest import layout
+from producers import kafka_bridge
 from streaming_consumer import sink
 from tests.infra.infra_checks import (
     ROOT,
     TERRAFORM_DIR,
     Parsed,
+    as_list,
     local_values,
     parse_dir,
     resource,
@@ -216,3 +218,42 @@ def test_project_key_names_the_deploy_role(parsed: Parsed) -> None:
     assert resource(parsed, "aws_kms_key", "main")["tags"] == "${local.project_tags}"
     dynamic = next(d["statement"] for d in doc["dynamic"] if "statement" in d)
     assert dynamic["for_each"] == "${var.deploy_role_arn == null ? [] : [var.deploy_role_arn]}"
+
+
+# ---------------------------------------------------------------- on-prem sources (bridge kafka, source postgres)
+
+
+def test_producers_dead_letter_bridge_messages_under_the_bridges_stage(parsed: Parsed) -> None:
+    assert local_values(parsed)["dlq_bridge"] == "${local.zones.dlq}" + f"{kafka_bridge.DLQ_STAGE}/"
+    writes = {(sid, key) for doc, sid, key in lake_writes(parsed, {"producer"}) if key.startswith("dlq/")}
+    assert writes == {("DeadLetterBridgeMessages", f"dlq/{kafka_bridge.DLQ_STAGE}/*")}
+    letter = layout.dlq_file(kafka_bridge.DLQ_STAGE, "invalid-row", "erp.orders-0-17.json")
+    assert fnmatch.fnmatchcase(letter, f"dlq/{kafka_bridge.DLQ_STAGE}/*")
+
+
+def test_only_registering_producers_register_and_only_their_tables(parsed: Parsed) -> None:
+    register = _statement(parsed, "producer", "RegisterItsTables")
+    progress = _statement(parsed, "producer", "KeepSourceProgress")
+    gates = {content["sid"]: dyn["statement"]["for_each"]
+             for dyn in policy_documents(parsed)["producer"].get("dynamic", [])
+             for content in as_list(dyn["statement"]["content"])}
+    for sid in ("RegisterItsTables", "KeepSourceProgress"):  # absent from the other producers' policies
+        assert gates[sid] == "${contains(var.registering_producers, each.key) ? [1] : []}"
+    (keys,) = register["condition"]
+    assert (keys["test"], keys["variable"]) == ("ForAllValues:StringLike", "dynamodb:LeadingKeys")
+    assert keys["values"] == '${concat([for t in each.value : "table#${t}"], ["fp#*"])}'
+    assert register["actions"] == ["dynamodb:PutItem"]
+    (source,) = progress["condition"]
+    assert (source["test"], source["variable"], source["values"]) == (
+        "ForAllValues:StringEquals", "dynamodb:LeadingKeys", ["source"])
+
+
+def test_the_codes_keys_are_the_ones_iam_allows() -> None:
+    """The registry's and the source record's partition keys are what the conditions above name."""
+    import inspect
+
+    from hybrid_ingest import registry, state
+
+    assert 'f"table#{spec.table}"' in inspect.getsource(registry.Registry._write_version)
+    assert 'f"fp#{fp.hex()}"' in inspect.getsource(registry.Registry._write_version)
+    assert '"pk": {"S": "source"}' in inspect.getsource(state.StateStore.put_source)
