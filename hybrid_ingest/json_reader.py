@@ -23,10 +23,11 @@ but the lake cannot hold (decimals out of range, UUID text, zoned local
 timestamps, floats beyond float32) are refused here first.
 
 JSON numbers: the parser in front of it (orjson) reads an integer beyond 64
-bits as a float where ``json`` keeps an int. For every type but decimal the two
-give the same verdict and value; a decimal therefore takes only a string or an
-int here, and a float goes to the detailed path (which parses the line again
-with ``json``).
+bits as a float where ``json`` keeps an int (both read a float literal as the
+same float). For every type but decimal the two give the same verdict and value;
+a decimal therefore takes a float here only below 2**63 in magnitude, where it
+cannot be such an integer, and leaves a bigger one to the detailed path (which
+parses the line again with ``json``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from hybrid_ingest.convert import (
 from hybrid_ingest.tables import OPS, SEQ_MAX, TS_TYPE, TableSpec
 
 EVENT_KEYS = frozenset({"op", "seq", "ts", "row"})
+_BIG = float(2**63)  # orjson reads an integer literal as an int up to here (and up to 2**64 - 1 above 0)
 
 JsonReader = Callable[[Any], dict[str, Any]]
 
@@ -72,10 +74,10 @@ def _decimal_reader(precision: int, scale: int) -> Callable[[Any], decimal.Decim
         kind = value.__class__
         if kind is str:
             number = decimal.Decimal(value)
-        elif kind is int:
+        elif kind is int or (kind is float and -_BIG < value < _BIG):
             number = decimal.Decimal(str(value))
         else:
-            raise NotTaken  # a float may be a big integer orjson read as a float: json reads it again
+            raise NotTaken  # a float this big may be an integer orjson read as a float: json reads it again
         if not number.is_finite():
             raise NotTaken
         exponent = number.as_tuple().exponent

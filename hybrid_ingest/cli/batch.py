@@ -87,8 +87,6 @@ def status(app: AppContext) -> None:
     from hybrid_ingest import iceberg  # pyiceberg: imported where tables are read, not by every command
 
     names = app.settings.names
-    from hybrid_ingest import iceberg  # pyiceberg costs ~0.2 s to import: only `status` needs it here
-
     report = workflow.collect_status(app.store, app.registry.tables(), app.lake, names.stream,
                                      snapshot=iceberg.current_snapshots(app.clients, app.lake))
     rows: list[list[str]] = []

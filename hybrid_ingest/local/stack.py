@@ -21,13 +21,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from moto.server import ThreadedMotoServer
 
 from hybrid_ingest.config import STACK_FILE, Settings
 from hybrid_ingest.errors import ConfigError
-
-if TYPE_CHECKING:
-    from moto.server import ThreadedMotoServer
+from hybrid_ingest.local import glue_runner
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -51,11 +50,6 @@ def enable_state_machine_execution(endpoint: str) -> None:
 
 def start_server(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start a configured moto server in this process; returns it and its endpoint URL."""
-    # imported here: every CLI command imports this module, and moto costs ~0.15 s to import
-    from moto.server import ThreadedMotoServer
-
-    from hybrid_ingest.local import glue_runner
-
     quiet_moto_logs()
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
     server.start()
