@@ -12,7 +12,6 @@ from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.errors import HybridIngestError, ValidationError
 from hybrid_ingest.layout import landing_dir
 from hybrid_ingest.manifest import Mode
-from producers.bulk import open_source, push_extract
 from producers.events import encode_lines
 from producers.producer import ProducerConfig, RecordProducer
 
@@ -82,6 +81,8 @@ def bulk_group() -> None:
 def bulk_push(app: AppContext, table: str, input_path: Path, as_of_seq: int, mode: str,
               allow_mass_delete: bool) -> None:
     """Land a bulk extract (Parquet or CSV with a header) with its manifest, as DataSync would."""
+    from producers.bulk import open_source, push_extract  # pyarrow's CSV and compute: not for `produce`
+
     version = app.registry.latest(table)
     source = open_source(input_path)
     kind: Mode = "full" if mode == "full" else "incremental"
