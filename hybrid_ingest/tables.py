@@ -237,12 +237,17 @@ def load_spec(path: Path) -> TableSpec:
 
 
 def load_specs(paths: list[Path]) -> list[TableSpec]:
-    """Load tables from files and folders (a folder contributes every ``*.table.json`` in it)."""
+    """Load tables from files and folders (a folder contributes every table whose file is in it).
+
+    A folder's ``.avsc`` without its ``.table.json`` (or the reverse) is refused by
+    ``load_spec``, naming the missing file, rather than skipped: a table that is
+    silently not registered shows up much later as a producer's refusal.
+    """
     names: dict[str, Path] = {}
     for path in paths:
         if path.is_dir():
-            for p in sorted(path.glob("*.table.json")):
-                names.setdefault(p.name.removesuffix(".table.json"), p)
+            for p in sorted([*path.glob("*.table.json"), *path.glob("*.avsc")]):
+                names.setdefault(p.name.removesuffix(".table.json").removesuffix(".avsc"), p)
         elif path.exists():
             names.setdefault(path.name.removesuffix(".table.json").removesuffix(".avsc"), path)
         else:

@@ -12,18 +12,20 @@ from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.metrics import Metrics
 from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
 
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
 
 @click.command("consume")
 @click.option("--until-idle", is_flag=True, help="exit once every shard is caught up and flushed")
-@click.option("--flush-records", type=int, default=FlushPolicy.max_records, show_default=True,
+@click.option("--flush-records", type=click.IntRange(min=1), default=FlushPolicy.max_records, show_default=True,
               help="flush a shard after this many Kinesis records")
-@click.option("--flush-bytes", type=int, default=FlushPolicy.max_bytes, show_default=True,
+@click.option("--flush-bytes", type=click.IntRange(min=1), default=FlushPolicy.max_bytes, show_default=True,
               help="flush a shard after this many bytes")
-@click.option("--flush-seconds", type=float, default=FlushPolicy.max_seconds, show_default=True,
+@click.option("--flush-seconds", type=POSITIVE, default=FlushPolicy.max_seconds, show_default=True,
               help="flush a shard at least this often while records arrive")
-@click.option("--lease-seconds", type=float, default=ConsumerConfig.lease_seconds, show_default=True,
+@click.option("--lease-seconds", type=POSITIVE, default=ConsumerConfig.lease_seconds, show_default=True,
               help="shard lease time to live; a dead worker's shards are taken over after it")
-@click.option("--takeover-deadline", type=float, default=ConsumerConfig.unreadable_deadline_seconds,
+@click.option("--takeover-deadline", type=click.FloatRange(min=0), default=ConsumerConfig.unreadable_deadline_seconds,
               show_default=True,
               help="with --until-idle: exit 1 if shards stay held this long by workers not seen alive "
                    "(a crashed worker's shards are taken over once its leases expire)")

@@ -131,7 +131,11 @@ def test_stack_without_init_exits_1(clients: Clients) -> None:
     assert_fails(proc, 1, "init")
 
 
-@pytest.mark.parametrize("args", [["no-such-command"], ["batch", "run", "--engine", "nope"], ["produce"]])
+@pytest.mark.parametrize("args", [
+    ["no-such-command"], ["batch", "run", "--engine", "nope"], ["produce"],
+    ["consume", "--flush-records", "-5"], ["consume", "--flush-bytes", "0"], ["consume", "--flush-seconds", "0"],
+    ["consume", "--lease-seconds", "-1"], ["consume", "--takeover-deadline", "-1"],
+])
 def test_usage_error_exits_2(args: list[str], tmp_path: Path) -> None:
     proc = shell(clean_env(tmp_path), *args)
     assert_fails(proc, 2, "--help")

@@ -54,6 +54,13 @@ def test_missing_partner_file_is_named(tmp_path: Path) -> None:
         load_spec(tmp_path / "t.avsc")
 
 
+def test_a_folder_with_a_lone_avsc_is_refused_naming_it(tmp_path: Path) -> None:
+    """A folder's table is its two files: an .avsc without its .table.json is a mistake, not something to skip."""
+    (tmp_path / "t.avsc").write_text(json.dumps(SCHEMA))
+    with pytest.raises(SpecError, match=r"t\.table\.json is missing"):
+        load_specs([tmp_path])
+
+
 def test_event_validation() -> None:
     spec = TableSpec("t", ("id",), SCHEMA)
     validate_event(spec, {"op": "d", "seq": 1, "row": {"id": 1}})
