@@ -326,7 +326,7 @@ def _run_kernel(ctx: MergeContext, job: KernelJob, engine: str, settings: dict[s
             raise MergeError("engine spark needs a Spark session (run as the Glue job, or pass one)")
         from glue_jobs.kernel_spark import merge_spark
 
-        return merge_spark(ctx.spark, ctx.lake, job)
+        return merge_spark(ctx.spark, ctx.lake, job, int(settings["spark_broadcast_rows"]))
     from glue_jobs.kernel_duckdb import merge_duckdb
 
     return merge_duckdb(ctx.lake, job, memory_limit=str(settings["duckdb_memory_limit"]))
