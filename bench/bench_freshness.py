@@ -7,7 +7,7 @@ DynamoDB, Glue catalog, Step Functions running its Glue jobs as subprocesses), t
 ``ChangeEventProducer`` with its spool and background sender, the shard consumer
 (``streaming_consumer.runtime.Worker``, as ``hybrid-ingest consume`` starts it, with a
 short flush time) in a background thread, and ``orders_live`` queried through
-``glue_jobs.query.LocalQuery`` (what ``hybrid-ingest query`` runs) until the event is
+``hybrid_ingest.query.local.LocalQuery`` (what ``hybrid-ingest query`` runs) until the event is
 there. Then one workflow execution (``workflow.start_and_wait``, as ``batch run``) and
 the curated table queried until every event is in it.
 
@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from glue_jobs.query import LocalQuery
 from hybrid_ingest import workflow
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
@@ -42,6 +41,7 @@ from hybrid_ingest.errors import HybridIngestError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
 from hybrid_ingest.metrics import Metrics
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 from producers.producer import ChangeEventProducer, ProducerConfig
@@ -112,7 +112,7 @@ class Stack:
             raise HybridIngestError(f"the consumer thread stopped: {self.failure[0]!r}") from self.failure[0]
 
     def query(self) -> LocalQuery:
-        """A fresh LocalQuery: it reads each table's current Iceberg snapshot once, when it is built."""
+        """A fresh LocalQuery: it reads each table's current Iceberg snapshot once, the first time a statement names it."""
         return LocalQuery(self.clients, self.lake, self.registry, self.store)
 
     def batch_run(self) -> workflow.ExecutionResult:
@@ -143,12 +143,10 @@ def run(events: int = 10, flush_seconds: float = 1.0, poll: float = 0.1, gap: fl
 def measure(stack: Stack, events: int, poll: float, gap: float) -> dict[str, Any]:
     warm = time.perf_counter()
     stack.producer.send(TABLE, order_event(KEY_BASE, 1))
-    query = stack.query()
     stack.check()
     # the curated table exists only after a first merge; until then the warm-up event is awaited in raw/
     wait_until(lambda: bool(list(stack.lake.files(f"raw/{TABLE}", ".parquet"))), 120, poll, "warm-up event in raw/")
     stack.batch_run()
-    query.close()
     query = stack.query()
     wait_until(lambda: count_keys(query, TABLE, [KEY_BASE]) == 1, 60, poll, "warm-up event in curated")
     print(f"warm-up (first event through consumer and first workflow run): {time.perf_counter() - warm:.1f} s",
@@ -170,7 +168,6 @@ def measure(stack: Stack, events: int, poll: float, gap: float) -> dict[str, Any
         live.append(seen - started)
         print(f"  event {i:>3}: produce -> {TABLE}_live {live[-1]:5.2f} s", flush=True)
         time.sleep(gap)
-    query.close()
 
     run_started = time.perf_counter()
     result = stack.batch_run()
@@ -178,7 +175,6 @@ def measure(stack: Stack, events: int, poll: float, gap: float) -> dict[str, Any
     query = stack.query()
     keys = sorted(produced)
     curated_at = wait_until(lambda: count_keys(query, TABLE, keys) == len(keys), 60, poll, "events in curated")
-    query.close()
     to_curated = [curated_at - t for t in produced.values()]
     figures: dict[str, Any] = {
         "events": events, "flush_seconds": stack.worker.config.flush.max_seconds,

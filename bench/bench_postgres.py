@@ -43,12 +43,12 @@ import psycopg2
 import psycopg2.extras
 
 from glue_jobs.merge import MergeContext, run_merge
-from glue_jobs.query import LocalQuery
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
 from hybrid_ingest.config import Settings
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 from producers.postgres.catalog import TableRef
@@ -199,10 +199,7 @@ def lag(bench: Bench, samples: int, poll: float, gap: float) -> dict[str, Any]:
                 if failures:
                     raise RuntimeError(f"a background thread stopped: {failures[0]!r}")
                 query = LocalQuery(bench.clients, bench.lake, bench.registry, bench.store)
-                try:
-                    found = query.run(f"SELECT count(*) FROM {TABLE}_live WHERE order_id = {key}").rows[0][0]
-                finally:
-                    query.close()
+                found = query.run(f"SELECT count(*) FROM {TABLE}_live WHERE order_id = {key}").rows[0][0]
                 if found:
                     break
                 if time.perf_counter() - committed > 60:

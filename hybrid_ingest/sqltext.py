@@ -21,9 +21,14 @@ from sqlglot import exp
 SqlDialect = Literal["duckdb", "spark", "trino", "postgres"]
 
 
+def identifier(name: str) -> exp.Identifier:
+    """``name`` as a quoted identifier node, for code that rewrites a parsed statement (the local query)."""
+    return exp.to_identifier(name, quoted=True)
+
+
 def ident(name: str, dialect: SqlDialect) -> str:
     """``name`` as a quoted identifier, whatever characters or keyword it is."""
-    return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
+    return identifier(name).sql(dialect=dialect)
 
 
 def string(value: str, dialect: SqlDialect) -> str:

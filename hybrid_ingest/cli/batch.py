@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hybrid_ingest import iceberg, workflow
+from hybrid_ingest import workflow
 from hybrid_ingest.cli.context import AppContext
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -84,6 +84,8 @@ def source_row(name: str, doc: dict[str, Any]) -> list[str]:
 @click.pass_obj
 def status(app: AppContext) -> None:
     """Per table: stream lag, last merge, watermark, freshness, dead-letter count."""
+    from hybrid_ingest import iceberg  # pyiceberg: imported where tables are read, not by every command
+
     names = app.settings.names
     report = workflow.collect_status(app.store, app.registry.tables(), app.lake, names.stream,
                                      snapshot=iceberg.current_snapshots(app.clients, app.lake))

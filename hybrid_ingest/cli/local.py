@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from hybrid_ingest.cli.context import AppContext
-from hybrid_ingest.local import stack
 
 
 @click.group("local")
@@ -17,6 +16,8 @@ def local_group() -> None:
 @click.pass_obj
 def up(app: AppContext) -> None:
     """Start the local stack in the background; idempotent."""
+    from hybrid_ingest.local import stack  # moto: imported by the commands that run it, not by every command
+
     record = stack.up(app.settings)
     click.echo(f"local stack running at {record['endpoint']} (pid {record['pid']}); home {app.settings.home}")
 
@@ -25,6 +26,8 @@ def up(app: AppContext) -> None:
 @click.pass_obj
 def down(app: AppContext) -> None:
     """Stop the local stack; idempotent. The lake folder is kept."""
+    from hybrid_ingest.local import stack
+
     stopped = stack.down(app.settings)
     click.echo("local stack stopped" if stopped else "local stack was not running")
 

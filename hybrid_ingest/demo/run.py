@@ -167,6 +167,14 @@ def run_demo(run: Runner, workdir: Path, customers: int = 300, orders: int = 150
             got = query_rows(run, f"SELECT * FROM {table}")
             report.problems += [f"after the Spark run: {p}" for p in compare(table, src.tables[table], got)]
         d.append(f"orders: curated now {len(query_rows(run, 'SELECT order_id FROM orders'))} rows")
+    with report.stage("time travel and the snapshots table, as on Athena") as d:
+        snapshots = query_rows(run, "SELECT snapshot_id, operation FROM \"orders$snapshots\" ORDER BY committed_at")
+        first = snapshots[0]["snapshot_id"]
+        then = query_rows(run, f"SELECT count(*) AS n FROM orders FOR VERSION AS OF {first}")[0]["n"]
+        if then != curated:
+            report.problems.append(f"time travel: orders at the first run's snapshot {first} has {then} rows, "
+                                   f"that run left {curated}")
+        d.append(f"orders: {len(snapshots)} snapshots; FOR VERSION AS OF {first} (the first run): {then} rows")
     with report.stage("status") as d:
         click.echo(run(["status"]))
         d.append("freshness, watermarks, consumer lag and DLQ above")

@@ -24,7 +24,8 @@ def test_demo_runs_every_stage_and_matches_the_source(tmp_path: Path) -> None:
         subprocess.run([*command, "local", "down"], env=env, cwd=REPO, timeout=60, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Curated tables and live view equal the source tables." in result.stdout
-    for stage in ("produce change events", "consume the stream", "batch workflow", "live view", "Spark engine"):
+    for stage in ("produce change events", "consume the stream", "batch workflow", "live view", "Spark engine",
+                  "time travel"):
         assert stage in result.stdout
     assert "+20 not merged yet" in result.stdout
 

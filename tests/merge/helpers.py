@@ -20,12 +20,12 @@ import pyarrow.fs as pafs
 from pyiceberg.table import Table
 
 from glue_jobs.merge import MergeContext, RunResult, run_merge
-from glue_jobs.query import LocalQuery
 from hybrid_ingest import iceberg, layout
 from hybrid_ingest.convert import arrow_schema, row_from_json
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
 from hybrid_ingest.position import Position
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.rawformat import raw_schema
 from hybrid_ingest.registry import Registry
 
@@ -171,11 +171,7 @@ def normalise(value: Any) -> Any:
 
 
 def table_rows(ctx: MergeContext, sql: str) -> list[dict[str, Any]]:
-    local = LocalQuery(ctx.clients, ctx.lake, ctx.registry, ctx.store)
-    try:
-        result = local.run(sql)
-    finally:
-        local.close()
+    result = LocalQuery(ctx.clients, ctx.lake, ctx.registry, ctx.store).run(sql)
     return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
 

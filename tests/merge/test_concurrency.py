@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from glue_jobs.merge import MergeContext, run_merge
-from glue_jobs.query import LocalQuery
 from hybrid_ingest import iceberg
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import CommitConflictError, MergeError
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.state import StateStore
 from tests.merge.helpers import (
     Oracle,
@@ -90,11 +90,7 @@ def test_a_reader_never_sees_a_moving_key_twice_or_missing(ctx: MergeContext, ra
     def read() -> None:
         try:
             while not stop.is_set():
-                local = LocalQuery(reader_clients, ctx.lake, ctx.registry, ctx.store)
-                try:
-                    result = local.run("SELECT order_id FROM orders")
-                finally:
-                    local.close()
+                result = LocalQuery(reader_clients, ctx.lake, ctx.registry, ctx.store).run("SELECT order_id FROM orders")
                 seen.append(sorted(row[0] for row in result.rows))
         except BaseException as exc:  # reported by the test thread
             errors.append(exc)

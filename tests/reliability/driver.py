@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from glue_jobs.merge import MergeContext, run_merge
-from glue_jobs.query import LocalQuery
 from hybrid_ingest.errors import HybridIngestError
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.state import StateStore
 from tests.reliability import tally
 from tests.reliability.history import Scenario
@@ -40,12 +40,9 @@ def read_tables(ctx: MergeContext, tables: list[str]) -> dict[str, list[dict[str
     """``SELECT *`` of each table through one query session (one catalog read for all of them)."""
     local = LocalQuery(ctx.clients, ctx.lake, ctx.registry, ctx.store)
     out: dict[str, list[dict[str, Any]]] = {}
-    try:
-        for table in tables:
-            result = local.run(f"SELECT * FROM {table}")
-            out[table] = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-    finally:
-        local.close()
+    for table in tables:
+        result = local.run(f"SELECT * FROM {table}")
+        out[table] = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     return out
 
 

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 
-from glue_jobs.query import LocalQuery
 from hybrid_ingest import layout
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.convert import arrow_schema
@@ -34,6 +33,7 @@ from hybrid_ingest.errors import (
 )
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, list_extracts, read_manifest, verify_manifest, write_manifest
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.registry import Registry, SchemaVersion
 from hybrid_ingest.state import StateStore
 from hybrid_ingest.wire import MAGIC, Codec
@@ -318,11 +318,7 @@ def test_merge_refuses_a_damaged_extract_and_keeps_the_table(customers: SchemaVe
     result = run_merge(ctx, "customers", engine="duckdb")
     assert extract_id not in store.watermark("customers").extracts, "a damaged extract must stay pending"
     assert result.stats.get("extracts_rejected"), "the run must report the rejected extract"
-    local = LocalQuery(initialized, lake, registry, store)
-    try:
-        assert local.run("SELECT count(*) FROM customers").rows == [(0,)]
-    finally:
-        local.close()
+    assert LocalQuery(initialized, lake, registry, store).run("SELECT count(*) FROM customers").rows == [(0,)]
 
 
 def test_incompatible_schema_registration_is_refused(registry: Registry) -> None:
@@ -350,12 +346,8 @@ def test_sql_errors_are_query_errors(sql: str, needle: str, initialized: Clients
     run_merge(MergeContext(clients=initialized, lake=lake, registry=registry, store=store), "customers",
               engine="duckdb")
     tally.bad_input(f"sql: {sql}")
-    local = LocalQuery(initialized, lake, registry, store)
-    try:
-        with pytest.raises(QueryError) as info:
-            local.run(sql)
-    finally:
-        local.close()
+    with pytest.raises(QueryError) as info:
+        LocalQuery(initialized, lake, registry, store).run(sql)
     assert needle in str(info.value)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import psycopg2
 
 from glue_jobs.merge import MergeContext, run_merge
-from glue_jobs.query import LocalQuery
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.lake import Lake
+from hybrid_ingest.query.local import LocalQuery
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.state import StateStore
 from producers.postgres.catalog import TableRef, parse_table_ref
@@ -88,11 +88,7 @@ class Env:
             run_merge(ctx, table, engine="duckdb")
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        local = LocalQuery(self.clients, self.lake, self.registry, self.store)
-        try:
-            result = local.run(sql)
-        finally:
-            local.close()
+        result = LocalQuery(self.clients, self.lake, self.registry, self.store).run(sql)
         return result.columns, result.rows
 
 
