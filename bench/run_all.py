@@ -49,6 +49,7 @@ class Sizes:
     profile_events: int
     kafka_events: int = 50_000
     postgres_events: int = 100_000
+    cli_events: int = 300_000  # produce and consume through the CLI (bench_cli.py), and their profiles
 
 
 FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_rows=10_000_000,
@@ -58,7 +59,7 @@ FULL = Sizes(producer_events=100_000, consumer_events=200_000, runs=3, merge_row
 QUICK = Sizes(producer_events=20_000, consumer_events=20_000, runs=2, merge_rows=200_000, merge_small_rows=100_000,
               merge_changes=50_000, merge_repeat=1, spark_rows=None, freshness_events=3, memory_events=(20_000, 40_000),
               memory_small_flush_bytes=500_000, memory_small_get_records=1, profile_events=20_000,
-              kafka_events=10_000, postgres_events=20_000)
+              kafka_events=10_000, postgres_events=20_000, cli_events=50_000)
 
 
 @dataclass
@@ -151,6 +152,7 @@ def steps_for(sizes: Sizes, spark: bool, only: set[str] | None) -> list[Step]:
                           str(sizes.runs)]),
         Step("consumer", ["bench/bench_consumer.py", "--events", str(sizes.consumer_events), "--repeat",
                           str(sizes.runs)]),
+        Step("cli", ["bench/bench_cli.py", "--events", str(sizes.cli_events), "--runs", str(sizes.runs)]),
         Step("merge", merge),
         Step("freshness", ["bench/bench_freshness.py", "--events", str(sizes.freshness_events)]),
         Step("kafka_bridge", ["bench/bench_kafka_bridge.py", "--events", str(sizes.kafka_events), "--runs",
@@ -169,7 +171,11 @@ def profile_steps(sizes: Sizes, out_dir: Path) -> list[Step]:
     return [Step("profile producer", ["bench/bench_producer.py", "--events", n, "--profile",
                                       str(out_dir / "producer.txt")]),
             Step("profile consumer", ["bench/bench_consumer.py", "--events", n, "--profile",
-                                      str(out_dir / "consumer.txt")])]
+                                      str(out_dir / "consumer.txt")]),
+            *(Step(f"profile cli {command}", ["bench/bench_cli.py", "--events", str(sizes.cli_events),
+                                              "--profile-command", command, "--profile",
+                                              str(out_dir / f"cli_{command}.txt")])
+              for command in ("produce", "consume"))]
 
 
 # -- the page ----------------------------------------------------------------------------------------
@@ -205,6 +211,7 @@ def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
                             f">= {floor}", verdict(f["ratio"] >= floor)))
         else:
             missing(step, figure, f">= {floor}")
+    rows += cli_rows(by_name.get("cli"))
     m = by_name.get("merge")
     if m and m.figures:
         s = m.figures["summary"]
@@ -295,6 +302,31 @@ def figure_rows(by_name: dict[str, Step], sizes: Sizes) -> list[Row]:
     return rows
 
 
+def cli_rows(cli: Step | None) -> list[Row]:
+    """The two commands users run, through the CLI, beside the bare libraries on the same events (issue #19)."""
+    figure_p = "hybrid-ingest produce (JSON lines -> accepted by Kinesis) / bare json.loads + fastavro encode"
+    figure_c = "hybrid-ingest consume --until-idle / bare fastavro decode + Arrow + Parquet write"
+    if not (cli and cli.figures):
+        why = "not run" if cli is None else f"ERROR (exit {cli.returncode})"
+        return [Row(figure_p, why, ">= 0.6", "n/a" if cli is None else "ERROR"),
+                Row(figure_c, why, ">= 0.6", "n/a" if cli is None else "ERROR")]
+    f = cli.figures
+    n, what = f["events"], f"{f['events']:,} {f['table']} events, whole commands, best of {f['runs']}"
+    p, c = f["produce"], f["consume"]
+    return [
+        Row(f"{figure_p} ({what})",
+            f"{f['produce_cpu_ratio']:.2f} CPU ({n / p['cpu_s']:,.0f} vs {n / f['bare_produce']['cpu_s']:,.0f} "
+            f"events/CPU-s); wall {f['produce_ratio']:.2f} ({n / p['wall_s']:,.0f} vs "
+            f"{n / f['bare_produce']['wall_s']:,.0f} events/s; start-up {f['produce_startup']['wall_s']:.2f} s)",
+            ">= 0.6", verdict(f["produce_cpu_ratio"] >= 0.6)),
+        Row(f"{figure_c} ({what})",
+            f"{f['consume_cpu_ratio']:.2f} CPU ({n / c['cpu_s']:,.0f} vs {n / f['bare_consume']['cpu_s']:,.0f} "
+            f"events/CPU-s); wall {f['consume_ratio']:.2f}, {f['consume_ratio_without_moto']:.2f} without moto; "
+            f"moto {c['moto_cpu_s']:.2f} CPU-s = {f['consume_moto_share']:.0%} of the wall",
+            ">= 0.6", verdict(f["consume_cpu_ratio"] >= 0.6)),
+    ]
+
+
 def notes(by_name: dict[str, Step], sizes: Sizes, quick: bool) -> list[str]:
     out: list[str] = []
     if quick:
@@ -319,12 +351,10 @@ def notes(by_name: dict[str, Step], sizes: Sizes, quick: bool) -> list[str]:
         out.append("The consumer's peak grows with the burst at the default flush policy: a shard's buffer "
                    f"is flushed at {flush['max_records']:,} Kinesis records or {flush['max_bytes'] / 2**20:.0f} MiB, "
                    "and with KPL aggregation one Kinesis record holds thousands of events, so the byte limit is "
-                   "the one that binds, and every event of a buffer is decoded at once when it is flushed. On top, "
-                   "moto returns a shard's whole backlog in one GetRecords call (real Kinesis: at most 10 MB). So "
-                   "the memory is bounded by the policy (and Kinesis's 10 MB responses), not by the burst, but "
-                   "the bound is high (~1.5 KB per buffered orders event); the run with a small flush size and "
-                   "GetRecords limit shows the plateau. A smaller default `FlushPolicy.max_bytes`, or decoding a "
-                   "buffer in slices, would lower it.")
+                   "the one that binds; until a burst fills it, the buffered wire bytes (and moto's whole-backlog "
+                   "GetRecords responses: real Kinesis returns at most 10 MB) grow with the burst. A flush decodes "
+                   "its buffer in slices (`streaming_consumer.core.SLICE_EVENTS`), so the decoded events no "
+                   "longer do; the run with a small flush size and GetRecords limit shows the plateau.")
     return out
 
 
@@ -359,8 +389,10 @@ def render(steps: list[Step], profiles: list[Step], sizes: Sizes, quick: bool, s
     if profiles:
         lines += ["", "## Profiles", "",
                   "pyinstrument profiles of the CPU-bound cores (wall-clock samples of one pass over "
-                  f"{sizes.profile_events:,} events; the files are in `bench/profiles/`). `[self]` of "
-                  "`wire.py` is time inside fastavro's compiled reader/writer."]
+                  f"{sizes.profile_events:,} events) and of the two commands through the CLI ({sizes.cli_events:,} "
+                  "events, the main thread: `produce`'s sender thread shows as its wait in `close`); the files "
+                  "are in `bench/profiles/`, the ones from before issue #19's changes in `bench/profiles/before/`. "
+                  "`[self]` of `wire.py` is time inside fastavro's compiled reader/writer."]
         for prof in profiles:
             path = REPO / prof.argv[-1]
             if prof.ok and path.exists():
@@ -389,8 +421,8 @@ def main() -> None:
                         help="measure the Spark engine pair [default: on in full mode, off with --quick]")
     parser.add_argument("--spark-rows", type=int, default=None, help="table size of the Spark pair")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=["producer", "consumer", "merge", "freshness", "kafka_bridge", "postgres", "memory",
-                                 "memory_small_flush"])
+                        choices=["producer", "consumer", "cli", "merge", "freshness", "kafka_bridge", "postgres",
+                                 "memory", "memory_small_flush"])
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profiles")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--record", type=Path, default=BENCH / "out" / "run_all.json",

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,3 +91,21 @@ class Engine(Protocol):
         the ``each()`` writes; both are keyed by the same tokens. An empty
         partition leaves no file.
         """
+
+
+@contextmanager
+def opened(name: str, spark: Any = None, memory_limit: str = "4GB") -> Iterator[Engine]:
+    """An engine of the kind a run chose (``spark`` or ``duckdb``), closed on leaving (Spark's settings put back)."""
+    engine: Any
+    if name == "spark":
+        from glue_jobs.kernel_spark import SparkEngine
+
+        engine = SparkEngine(spark)
+    else:
+        from glue_jobs.kernel_duckdb import DuckDBEngine
+
+        engine = DuckDBEngine(memory_limit=memory_limit)
+    try:
+        yield engine
+    finally:
+        engine.close()

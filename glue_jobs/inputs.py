@@ -9,14 +9,16 @@ its shard and its last position (``layout.raw_file``), so a file whose last
 position is at or below the shard's watermark holds nothing new. Anything whose
 name does not parse is read, and the engines filter rows on ``_kpos`` anyway.
 
-An extract whose manifest does not verify is written to
-``dlq/merge/bad-manifest/<table>-<extract_id>.json`` with the reason and skipped;
-that record is also what keeps it from being verified again on every run (an
-operator re-lands the extract under a new id, or deletes the record to retry).
+An extract whose manifest does not verify is held with a record at
+``dlq/merge/bad-manifest/<table>-<extract_id>.json`` saying why
+(``hybrid_ingest.quarantine``); an extract held for any reason (also by the
+guard, ``glue_jobs.guard``) is skipped until ``hybrid-ingest bulk release`` removes
+its record, so it is not verified again on every run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,13 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glue_jobs.kernel_model import ExtractInput, FileGroup
-from hybrid_ingest import layout, manifest
+from hybrid_ingest import layout, manifest, quarantine
 from hybrid_ingest.errors import ManifestError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.position import Position
 from hybrid_ingest.state import Watermark
-
-DLQ_STAGE = "merge"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class FileFacts:
     rows: int
     schema: pa.Schema
     tail: RawTail | None = None  # raw files: where the file ends, from its footer's statistics
+    seq_max: int | None = None  # the highest ``_seq`` per the footer's statistics (None: no such statistic)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,12 @@ class MergeInputs:
     raw_files: int = 0
     extracts: list[ExtractInput] = field(default_factory=list)
     extract_bytes: int = 0
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # extract ids held for a bad manifest
+    held: list[dict[str, str]] = field(default_factory=list)  # held by the guard: {"extract_id", "reason"}
+    overridden: list[dict[str, str]] = field(default_factory=list)  # not judged by the guard's numbers: {.., "by"}
+    # the highest ``_seq`` among the raw files whose footers tell, and the raw files whose footers do not
+    raw_seq_max: int | None = None
+    raw_seq_unknown: list[FileGroup] = field(default_factory=list)
 
 
 def file_facts(lake: Lake, rel: str) -> FileFacts:
@@ -68,7 +74,33 @@ def file_facts(lake: Lake, rel: str) -> FileFacts:
         meta = pq.ParquetFile(f).metadata
         size = f.size()
     return FileFacts(rel, int(size), int(meta.num_rows), meta.schema.to_arrow_schema().remove_metadata(),
-                     _tail(meta))
+                     _tail(meta), _seq_max(meta))
+
+
+def _seq_max(meta: pq.FileMetaData) -> int | None:
+    """The highest ``_seq`` of a file from its row groups' statistics; None if a row group has none."""
+    if "_seq" not in meta.schema.names:
+        return None
+    index = meta.schema.names.index("_seq")
+    highest: int | None = None
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows == 0:
+            continue
+        stats = group.column(index).statistics
+        if stats is None or not stats.has_min_max:
+            if stats is not None and stats.null_count == group.num_rows:
+                continue
+            return None
+        highest = int(stats.max) if highest is None else max(highest, int(stats.max))
+    return highest
+
+
+def seq_bounds(facts: list[FileFacts]) -> tuple[int | None, list[FileGroup]]:
+    """The highest ``_seq`` the footers of ``facts`` tell, and (grouped) the files whose footers do not."""
+    known = [f.seq_max for f in facts if f.seq_max is not None]
+    unknown = [f for f in facts if f.seq_max is None and f.rows]
+    return max(known, default=None), group_by_schema(unknown)
 
 
 def _tail(meta: pq.FileMetaData) -> RawTail | None:
@@ -153,29 +185,20 @@ def raw_files_above(lake: Lake, table: str, watermark: Watermark) -> list[FileFa
     return out
 
 
-def dlq_record(table: str, extract_id: str) -> str:
-    return layout.dlq_file(DLQ_STAGE, ManifestError.reason, f"{table}-{extract_id}.json")
-
-
 def pending_extracts(lake: Lake, table: str, watermark: Watermark, verify: bool,
                      now: dt.datetime | None = None) -> tuple[list[ExtractInput], list[str]]:
     """Extracts with a manifest, not merged yet, in (as_of_seq, extract_id) order; and the rejected ids."""
     found: list[ExtractInput] = []
     rejected: list[str] = []
     for extract_id in manifest.list_extracts(lake, table):
-        if extract_id in watermark.extracts or lake.exists(dlq_record(table, extract_id)):
+        if extract_id in watermark.extracts or quarantine.held_reason(lake, table, extract_id):
             continue
         try:
             doc = (manifest.verify_manifest(lake, table, extract_id) if verify
                    else manifest.read_manifest(lake, table, extract_id))
         except ManifestError as exc:
             if verify:
-                stamp = (now or dt.datetime.now(dt.UTC)).isoformat()
-                lake.write_json(dlq_record(table, extract_id), {
-                    "stage": DLQ_STAGE, "reason": ManifestError.reason, "table": table,
-                    "extract_id": extract_id, "error": str(exc), "at": stamp,
-                    "manifest": layout.manifest_path(table, extract_id),
-                })
+                quarantine.hold(lake, table, extract_id, exc, now or dt.datetime.now(dt.UTC))
                 rejected.append(extract_id)
             continue
         base = layout.landing_dir(table, extract_id)
@@ -184,9 +207,10 @@ def pending_extracts(lake: Lake, table: str, watermark: Watermark, verify: bool,
         if len(groups) > 1:
             raise ManifestError(f"extract {table}/{extract_id} mixes {len(groups)} schemas in its parts")
         group = groups[0] if groups else FileGroup((), pa.schema([]), 0)
-        found.append(ExtractInput(extract_id, doc.mode, doc.as_of_seq, 0, group))
+        digest = manifest.manifest_sha256(lake, table, extract_id) if verify else ""
+        found.append(ExtractInput(extract_id, doc.mode, doc.as_of_seq, 0, group, doc.allow_mass_delete, digest))
     found.sort(key=lambda x: (x.as_of_seq, manifest.extract_sort_key(x.extract_id)))
-    ranked = [ExtractInput(x.extract_id, x.mode, x.as_of_seq, i, x.files) for i, x in enumerate(found)]
+    ranked = [dataclasses.replace(x, rank=i) for i, x in enumerate(found)]
     return ranked, rejected
 
 
@@ -194,8 +218,10 @@ def gather(lake: Lake, table: str, watermark: Watermark, verify: bool = True,
            now: dt.datetime | None = None) -> MergeInputs:
     raw = raw_files_above(lake, table, watermark)
     extracts, rejected = pending_extracts(lake, table, watermark, verify, now)
+    seq_max, seq_unknown = seq_bounds(raw)
     return MergeInputs(
         raw=group_by_schema(raw), positions=merged_positions(raw, watermark),
         raw_bytes=sum(f.bytes for f in raw), raw_files=len(raw),
         extracts=extracts, extract_bytes=sum(x.files.bytes for x in extracts), rejected=rejected,
+        raw_seq_max=seq_max, raw_seq_unknown=seq_unknown,
     )

@@ -36,6 +36,8 @@ class ExtractInput:
     as_of_seq: int
     rank: int
     files: FileGroup
+    allow_mass_delete: bool = False  # the manifest's own override of the extract guard (``glue_jobs.guard``)
+    manifest_sha256: str = ""  # what an operator's release covers (``hybrid_ingest.quarantine``)
 
 
 @dataclass(frozen=True)

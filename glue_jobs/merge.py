@@ -8,7 +8,10 @@ Order of a run (``_run``), and why a crash anywhere is safe:
 3. Repair the watermark if the last run died between its commit and its
    watermark write: the snapshot summary says what that run merged.
 4. Read the raw files above the watermark and the verified, not yet merged
-   extracts; size the run and choose the engine and plan.
+   extracts; size the run and choose the engine and plan. The extract guard
+   (``glue_jobs.guard``) holds back any extract with duplicate keys or numbers
+   that would wipe or freeze the table, recording it under ``dlq/merge/``; the
+   run goes on with the rest.
 5. The kernel writes the affected partitions' new data files (and the next
    tombstones) under the table's folder. Nothing is visible yet.
    (crash point ``after_write``: the files are named by no snapshot; retention
@@ -33,11 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from glue_jobs import commit, inputs, retention
+from glue_jobs import commit, guard, inputs, retention
+from glue_jobs import engine as engines
 from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult, Partition
 from glue_jobs.merge_sql import MergeParams
 from glue_jobs.sizing import InputEstimate, plan_table
-from hybrid_ingest import iceberg
+from hybrid_ingest import iceberg, quarantine
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import HybridIngestError, MergeError
 from hybrid_ingest.lake import Lake
@@ -45,6 +49,7 @@ from hybrid_ingest.metrics import Metrics
 from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry, SchemaVersion
 from hybrid_ingest.state import StateStore, Watermark
+from hybrid_ingest.tables import TableSpec
 
 LOGGER = logging.getLogger("glue_jobs.merge")
 Hook = Callable[[str], None]
@@ -182,15 +187,20 @@ def _plan(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, waterma
     result.engine, result.engine_reason = plan["engine"], plan["reason"]
     if not has_work:
         return _Pending(latest, watermark, pending, None)
+    stored_floor = state.floor if state else -1
+    tomb_rels = commit.tombstone_rels(run.table, ctx.lake, state)
+    tomb_facts = [inputs.file_facts(ctx.lake, rel) for rel in tomb_rels]
+    if pending.extracts:
+        facts = guard.table_facts(ctx.lake, run, pending, partitions, tomb_facts, stored_floor, table_rows)
+        _screen(ctx, spec, pending, facts, settings, result, now)
+        if not (pending.raw or pending.extracts or rewrite_all):
+            return _Pending(latest, watermark, pending, None)
     if state is None or state.schema_version != latest.version:
         commit.evolve(run, spec)  # staged in the run's transaction: the files carry the evolved field IDs
-    stored_floor = state.floor if state else -1
     full = [x for x in pending.extracts if x.mode == "full" and x.as_of_seq > stored_floor]
     top = max(full, key=lambda x: x.rank) if full else None
     bytes_per_row = table_bytes / table_rows if table_rows else DEFAULT_BYTES_PER_ROW
     target = int(settings["target_file_bytes"])
-    tomb_rels = commit.tombstone_rels(run.table, ctx.lake, state)
-    tomb_facts = [inputs.file_facts(ctx.lake, rel) for rel in tomb_rels]
     job = KernelJob(
         spec=spec, raw=tuple(pending.raw), extracts=tuple(pending.extracts), current=tuple(partitions),
         tombstones=next(iter(inputs.group_by_schema(tomb_facts)), None),
@@ -206,6 +216,26 @@ def _plan(ctx: MergeContext, run: commit.OpenRun, latest: SchemaVersion, waterma
         positions=pending.positions,
     )
     return _Pending(latest, watermark, pending, job)
+
+
+def _screen(ctx: MergeContext, spec: TableSpec, pending: inputs.MergeInputs, facts: guard.TableFacts,
+            settings: dict[str, Any], result: RunResult, now: dt.datetime) -> None:
+    """The extract guard on the run's engine: held extracts get their record under dlq/merge/ and leave the run."""
+    started = time.monotonic()
+    engine = result.engine
+    with engines.opened(engine, _spark(ctx) if engine == "spark" else None,
+                        str(settings["duckdb_memory_limit"])) as opened:
+        screened = guard.screen(opened, ctx.lake, spec, pending.extracts, facts, guard.Limits.from_settings(settings),
+                                ctx.store.releases(spec.table))
+    result.stats["guard_s"] = round(time.monotonic() - started, 3)
+    for held in screened.held:
+        quarantine.hold(ctx.lake, spec.table, held.extract.extract_id, held.error, now, held.figures)
+        LOGGER.warning("extract %s/%s held (%s): %s", spec.table, held.extract.extract_id, held.error.reason,
+                       held.error)
+    pending.extracts = screened.admitted
+    pending.extract_bytes = sum(x.files.bytes for x in screened.admitted)
+    pending.held = [{"extract_id": h.extract.extract_id, "reason": h.error.reason} for h in screened.held]
+    pending.overridden = screened.overridden
 
 
 def live_partitions(lake: Lake, run: commit.OpenRun) -> list[Partition]:
@@ -297,6 +327,7 @@ def _report(result: RunResult, pending: _Pending, kernel: KernelResult) -> None:
         "files_written": sum(len(files) for files in kernel.written.values()),
         "raw_files": pending.inputs.raw_files, "raw_bytes": pending.inputs.raw_bytes,
         "extracts": [x.extract_id for x in pending.inputs.extracts], "extracts_rejected": pending.inputs.rejected,
+        "extracts_held": pending.inputs.held, "extracts_overridden": pending.inputs.overridden,
         "schema_version": pending.latest.version, "rewrite_all": bool(job and job.rewrite_all),
         "kernel_plan": "one_pass" if job is not None and job.one_pass else "keys_first",
     })
@@ -318,15 +349,20 @@ def _one_pass(plan: str, engine: str, pending: inputs.MergeInputs, table_rows: i
     return engine == "spark" and (rewrite_all or changes >= fraction * table_rows)
 
 
+def _spark(ctx: MergeContext) -> Any:
+    """The run's Spark session, built only when a run picks Spark."""
+    if ctx.spark is None and ctx.spark_factory is not None:
+        ctx.spark = ctx.spark_factory()
+    if ctx.spark is None:
+        raise MergeError("engine spark needs a Spark session (run as the Glue job, or pass one)")
+    return ctx.spark
+
+
 def _run_kernel(ctx: MergeContext, job: KernelJob, engine: str, settings: dict[str, Any]) -> KernelResult:
     if engine == "spark":
-        if ctx.spark is None and ctx.spark_factory is not None:
-            ctx.spark = ctx.spark_factory()
-        if ctx.spark is None:
-            raise MergeError("engine spark needs a Spark session (run as the Glue job, or pass one)")
         from glue_jobs.kernel_spark import merge_spark
 
-        return merge_spark(ctx.spark, ctx.lake, job, int(settings["spark_broadcast_rows"]))
+        return merge_spark(_spark(ctx), ctx.lake, job, int(settings["spark_broadcast_rows"]))
     from glue_jobs.kernel_duckdb import merge_duckdb
 
     return merge_duckdb(ctx.lake, job, memory_limit=str(settings["duckdb_memory_limit"]))
@@ -344,6 +380,9 @@ def _record(ctx: MergeContext, result: RunResult, started: dt.datetime, error: s
         figures = {k: float(v) for k, v in result.stats.items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
         figures["failed"] = 0.0 if result.status == "SUCCEEDED" else 1.0
+        # the dead-letter alarm's metric: extracts this run dead-lettered or held
+        figures["DlqRecords"] = float(len(result.stats.get("extracts_rejected", []))
+                                      + len(result.stats.get("extracts_held", [])))
         ctx.metrics.emit(figures, {"Table": result.table, "Stage": "merge"},
                          unit={"duration_s": "Seconds", "bytes_written": "Bytes", "raw_bytes": "Bytes"})
     LOGGER.info("merge %s %s: %s", result.table, result.status, record)

@@ -84,6 +84,19 @@ class ManifestError(HybridIngestError):
     reason = "bad-manifest"
 
 
+class DuplicateKeyError(ValidationError):
+    """A bulk extract that holds two rows of one primary key: no rule could say which one is the source's."""
+
+    reason = "duplicate-keys"
+
+
+class SuspiciousExtractError(HybridIngestError):
+    """A landed extract the merge holds until released: it would delete most of its table, or its
+    ``as_of_seq`` is far ahead of anything the table has seen (``glue_jobs.guard``)."""
+
+    reason = "suspicious-extract"
+
+
 class SourceError(HybridIngestError):
     """A change source (a Kafka cluster, a PostgreSQL database) cannot be reached, refuses us, lacks what was
     asked for, or sent a table or change that cannot be captured exactly."""

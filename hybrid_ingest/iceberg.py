@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 from botocore.config import Config
 from pyiceberg.catalog.glue import GlueCatalog
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchTableError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -358,6 +359,25 @@ def snapshot_files(table: Table, spec: TableSpec | None, snapshot_id: int | None
         out.append(SnapshotFile(entry.file_path, from_iceberg(partition, t), entry.file_size_in_bytes,
                                 entry.record_count, entry))
     return sorted(out, key=lambda f: f.uri)
+
+
+def seq_upper_bound(table: Table, files: Sequence[SnapshotFile]) -> tuple[int | None, list[SnapshotFile]]:
+    """The highest ``_seq`` of ``files`` per their manifests' column statistics, and the files that have none.
+
+    Exact for a long column (Iceberg truncates only string and binary bounds).
+    """
+    field_id = table.schema().find_field("_seq").field_id
+    highest: int | None = None
+    missing: list[SnapshotFile] = []
+    for f in files:
+        bound = (getattr(f.entry, "upper_bounds", None) or {}).get(field_id)
+        if bound is None:
+            if f.rows:
+                missing.append(f)
+            continue
+        value = int(from_bytes(LongType(), bound))
+        highest = value if highest is None else max(highest, value)
+    return highest, missing
 
 
 def _live_entries(table: Table, snap: Snapshot) -> Iterator[Any]:

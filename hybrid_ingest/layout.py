@@ -61,8 +61,12 @@ def manifest_path(table: str, extract_id: str) -> str:
     return f"{landing_dir(table, extract_id)}/{MANIFEST_NAME}"
 
 
+def dlq_dir(stage: str, reason: str) -> str:
+    return f"{DLQ}/{safe(stage)}/{safe(reason)}"
+
+
 def dlq_file(stage: str, reason: str, name: str) -> str:
-    return f"{DLQ}/{safe(stage)}/{safe(reason)}/{safe(name)}"
+    return f"{dlq_dir(stage, reason)}/{safe(name)}"
 
 
 def curated_table_dir(table: str) -> str:

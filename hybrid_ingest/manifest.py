@@ -6,6 +6,13 @@ copied and must be left alone. The manifest records, per part, its row count,
 byte size and SHA-256, so the merge can refuse a part that was truncated or
 replaced in transit (``verify_manifest``) instead of merging half an extract,
 which in ``full`` mode would delete every row the missing half held.
+
+The checksums cover the parts, not the manifest's own ``mode`` and ``as_of_seq``:
+whoever may write landing/ may also edit those. What the merge does about that
+(``glue_jobs.guard``) rests on two fields checked here: an ``as_of_seq`` that is
+an integer a signed 64-bit seq can hold (``seq_range_error``), and
+``allow_mass_delete``, the producer's statement that a full extract may delete
+most of its table (``bulk push --allow-mass-delete``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from hybrid_ingest.layout import landing_dir, landing_table_dir, manifest_path
 Mode = Literal["full", "incremental"]
 MODES: tuple[str, ...] = ("full", "incremental")
 MANIFEST_FORMAT = 1
+SEQ_MAX = 2**63 - 1  # a seq is an Avro long, a BIGINT in both engines and Iceberg
 _CHUNK = 8 * 1024 * 1024
 _EXTRACT_ID = re.compile(r"^(\d+)-")
 
@@ -50,6 +58,7 @@ class Manifest:
     parts: tuple[PartEntry, ...]
     created_at: str
     format: int = MANIFEST_FORMAT
+    allow_mass_delete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -62,24 +71,38 @@ class Manifest:
         try:
             parts = tuple(PartEntry(str(p["path"]), int(p["rows"]), int(p["bytes"]), str(p["sha256"]))
                           for p in doc["parts"])
+            as_of_seq = doc["as_of_seq"]
+            allow = doc.get("allow_mass_delete", False)
             manifest = cls(
                 table=str(doc["table"]), extract_id=str(doc["extract_id"]), mode=doc["mode"],
-                as_of_seq=int(doc["as_of_seq"]), rows=int(doc["rows"]), schema_version=int(doc["schema_version"]),
+                as_of_seq=as_of_seq, rows=int(doc["rows"]), schema_version=int(doc["schema_version"]),
                 fingerprint=str(doc["fingerprint"]), parts=parts, created_at=str(doc["created_at"]),
-                format=int(doc.get("format", MANIFEST_FORMAT)),
+                format=int(doc.get("format", MANIFEST_FORMAT)), allow_mass_delete=allow,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"malformed manifest: missing or invalid {exc}") from exc
         if manifest.mode not in MODES:
             raise ManifestError(f"manifest mode must be one of {MODES}, got {manifest.mode!r}")
-        if manifest.as_of_seq < 0:
-            raise ManifestError(f"manifest as_of_seq must be non-negative, got {manifest.as_of_seq}")
+        if not isinstance(as_of_seq, int) or isinstance(as_of_seq, bool):  # 9e18 or "5": a float loses digits
+            raise ManifestError(f"manifest as_of_seq must be an integer, got {as_of_seq!r}")
+        problem = seq_range_error(as_of_seq)
+        if problem:
+            raise ManifestError(f"manifest {problem}")
+        if not isinstance(allow, bool):
+            raise ManifestError(f"manifest allow_mass_delete must be true or false, got {allow!r}")
         if sum(p.rows for p in parts) != manifest.rows:
             raise ManifestError(f"manifest rows {manifest.rows} is not the sum of its parts' rows")
         for part in parts:
             if "/" in part.path or part.path.startswith((".", "_")):
                 raise ManifestError(f"manifest part path {part.path!r} must be a plain file name in the extract")
         return manifest
+
+
+def seq_range_error(as_of_seq: int) -> str | None:
+    """Why ``as_of_seq`` cannot be a seq (None if it can): every seq is a signed 64-bit integer, never negative."""
+    if 0 <= as_of_seq <= SEQ_MAX:
+        return None
+    return f"as_of_seq must be between 0 and {SEQ_MAX}, got {as_of_seq}"
 
 
 def new_extract_id(as_of_seq: int, now: dt.datetime | None = None) -> str:
@@ -110,6 +133,11 @@ def read_manifest(lake: Lake, table: str, extract_id: str) -> Manifest:
     if (manifest.table, manifest.extract_id) != (table, extract_id):
         raise ManifestError(f"{path} describes {manifest.table}/{manifest.extract_id}, not {table}/{extract_id}")
     return manifest
+
+
+def manifest_sha256(lake: Lake, table: str, extract_id: str) -> str:
+    """The digest of the manifest file itself: a release (``hybrid_ingest.quarantine``) covers these bytes only."""
+    return sha256_of(lake, manifest_path(table, extract_id))
 
 
 def sha256_of(lake: Lake, rel: str) -> str:

@@ -37,6 +37,7 @@ from hybrid_ingest.errors import (
     UnknownFingerprintError,
     UnknownTableError,
 )
+from hybrid_ingest.json_reader import JsonReader, compile_reader
 from hybrid_ingest.tables import AvroSchema, TableSpec, envelope_schema, spec_from_documents
 from hybrid_ingest.wire import Codec, canonical_form, fingerprint
 
@@ -66,6 +67,11 @@ class SchemaVersion:
     def row_checks(self) -> RowChecks:
         """What ``send()`` checks beyond the codec (see ``convert.RowChecks``), built once per version."""
         return row_checks(self.spec)
+
+    @cached_property
+    def json_reader(self) -> JsonReader:
+        """JSON change events to codec-ready events, compiled once per version (``json_reader``)."""
+        return compile_reader(self.spec)
 
 
 @dataclass(frozen=True)

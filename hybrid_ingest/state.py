@@ -9,6 +9,7 @@ Items in the state table (``pk``, ``sk``):
 * ``watermark#<table>``   / ``current``  per-shard merged positions, merged extracts, version
 * ``settings``            / ``merge``    job settings (engine thresholds, sizes, retention)
 * ``source``              / ``<name>``   a change-data source's setup phase, position and lag
+* ``release#<table>``     / ``<extract>`` an operator's release of a held extract (``hybrid_ingest.quarantine``)
 
 Run history lives in its own table: ``pk`` = table name (or ``workflow``), ``sk`` =
 ``<started_at ISO>#<run_id>``, so the newest runs of a table are one query.
@@ -45,6 +46,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "map_concurrency": 4,
     "lock_lease_seconds": 3600,
     "parquet_compression": "snappy",
+    # the extract guard (glue_jobs/guard.py; README, Security model): a full extract that would delete more
+    # than this fraction of its table's live rows is held until released
+    "max_full_extract_delete_fraction": 0.5,
+    # ... as is an extract whose as_of_seq is further than this past the highest seq its table has seen:
+    # 2^44 is 16 TiB of PostgreSQL WAL (an LSN counts bytes) or years of an Oracle SCN, yet far below the
+    # 2^63 where a table freezes for good; a source whose seq counts changes one by one may set it far lower
+    "max_as_of_seq_ahead": 2**44,
 }
 
 
@@ -409,6 +417,24 @@ class StateStore:
             Item={"pk": {"S": "settings"}, "sk": {"S": "merge"}, "doc": {"S": json.dumps(merged, sort_keys=True)},
                   "settings_json": {"S": json.dumps(merged, sort_keys=True)}},
         )
+
+    # -- releases of held extracts (``hybrid_ingest.quarantine``) ----------------------------------
+
+    def put_release(self, table: str, extract_id: str, doc: Mapping[str, Any]) -> None:
+        """Record (or replace) an operator's release of a held extract; the merge reads it (``releases``)."""
+        self._ddb.put_item(
+            TableName=self._state,
+            Item={"pk": {"S": f"release#{table}"}, "sk": {"S": extract_id},
+                  "doc": {"S": json.dumps(dict(doc), sort_keys=True)}, "updated": {"N": repr(self._clock())}},
+        )
+
+    def releases(self, table: str) -> dict[str, dict[str, Any]]:
+        """Every release recorded for ``table``'s extracts, by extract id."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._state, "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"release#{table}"}}, "ConsistentRead": True,
+        }
+        return {item["sk"]["S"]: json.loads(item["doc"]["S"]) for item in self._query(kwargs)}
 
     # -- run history -----------------------------------------------------------------------------
 

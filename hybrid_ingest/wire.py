@@ -40,6 +40,13 @@ def split_header(data: bytes) -> tuple[bytes, memoryview]:
     return bytes(data[2:HEADER_SIZE]), memoryview(data)[HEADER_SIZE:]
 
 
+def fingerprint_of(data: bytes) -> bytes:
+    """The fingerprint of a single-object-encoded message, its framing checked (the consumer's hot path)."""
+    if len(data) < HEADER_SIZE or not data.startswith(MAGIC):
+        split_header(data)  # raises the framing error
+    return data[2:HEADER_SIZE]
+
+
 @dataclass
 class Codec:
     """Encoder/decoder for one Avro schema version."""
@@ -67,11 +74,19 @@ class Codec:
         return self.decode_body(body)
 
     def decode_body(self, body: memoryview | bytes) -> dict[str, Any]:
-        stream = io.BytesIO(body)
+        return self._decode(io.BytesIO(body), len(body))
+
+    def decode_message(self, data: bytes) -> dict[str, Any]:
+        """The body of a whole message whose fingerprint the caller matched to this codec (no copy of it)."""
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        return self._decode(stream, len(data))
+
+    def _decode(self, stream: io.BytesIO, end: int) -> dict[str, Any]:
         try:
             record = fastavro.schemaless_reader(stream, self.parsed, None)
         except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError, OverflowError) as exc:
             raise WireFormatError(f"undecodable Avro body: {exc!r}") from exc
-        if stream.tell() != len(body):
-            raise WireFormatError(f"{len(body) - stream.tell()} trailing bytes after the Avro body")
+        if stream.tell() != end:
+            raise WireFormatError(f"{end - stream.tell()} trailing bytes after the Avro body")
         return record  # type: ignore[return-value]

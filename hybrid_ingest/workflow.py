@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from hybrid_ingest import quarantine
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.config import Names
 from hybrid_ingest.errors import ConfigError, WorkflowError
@@ -255,10 +256,11 @@ def table_outcomes(store: StateStore, tables: list[str], run_id: str) -> list[di
     out: list[dict[str, Any]] = []
     for table in tables:
         mine = [r for r in store.runs(table, limit=20) if r.get("run_id") == run_id]
-        # the workflow's own record carries the Glue run's outcome even when the job died early
-        mine.sort(key=lambda r: r.get("source") != "workflow")
+        # the workflow's own record carries the Glue run's outcome even when the job died early, so it wins;
+        # the merge's record adds what only the job knows (the extracts it held, say)
+        mine.sort(key=lambda r: r.get("source") == "workflow")
         if mine:
-            out.append({"table": table, **mine[0]})
+            out.append({"table": table, **{k: v for record in mine for k, v in record.items()}})
     return out
 
 
@@ -309,6 +311,7 @@ class TableStatus:
     freshness_s: float | None
     snapshot_id: int | None = None  # the curated table's current Iceberg snapshot
     snapshot_age_s: float | None = None
+    held: int = 0  # extracts the merge holds (``hybrid_ingest.quarantine``)
 
     @property
     def outcome(self) -> str:
@@ -330,6 +333,8 @@ class StatusReport:
     lock_holder: str | None
     shards: dict[str, dict[str, Any]]
     dlq: dict[tuple[str, str], int]
+    held: list[quarantine.HeldExtract] = field(default_factory=list)
+    released: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # released, not merged yet
 
 
 def dlq_counts(lake: Lake) -> dict[tuple[str, str], int]:
@@ -361,9 +366,14 @@ def collect_status(store: StateStore, tables: list[str], lake: Lake, stream: str
     """``snapshot(table)``: the curated table's current snapshot id and its commit time (epoch seconds)."""
     now = time.time() if now is None else now
     rows: list[TableStatus] = []
+    held = quarantine.held(lake)
+    released: list[tuple[str, str, dict[str, Any]]] = []
     for table in tables:
         runs = store.runs(table, limit=1)
         mark = store.watermark(table)
+        holding = {h.extract_id for h in held if h.table == table}
+        released += [(table, extract_id, doc) for extract_id, doc in sorted(store.releases(table).items())
+                     if extract_id not in mark.extracts and extract_id not in holding]
         current = snapshot(table) if snapshot is not None else None
         rows.append(TableStatus(
             table=table,
@@ -374,9 +384,10 @@ def collect_status(store: StateStore, tables: list[str], lake: Lake, stream: str
             freshness_s=(now - mark.newest_op_ts) if mark.newest_op_ts is not None else None,
             snapshot_id=current[0] if current else None,
             snapshot_age_s=(now - current[1]) if current else None,
+            held=len(holding),
         ))
     workflow_runs = store.runs("workflow", limit=1)
     lock = store.lease(LOCK_NAME)
     holder = lock.owner if lock is not None and lock.expires > now else None
     return StatusReport(rows, workflow_runs[0] if workflow_runs else None, holder,
-                        shard_status(store, stream), dlq_counts(lake))
+                        shard_status(store, stream), dlq_counts(lake), held, released)

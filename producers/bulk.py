@@ -7,6 +7,13 @@ memory is bounded by a part, not by the file. Parts go first, the manifest last
 (``hybrid_ingest.manifest``); if validation fails half-way, the parts already
 written are removed, so landing/ never holds a half extract with a manifest.
 
+The extract guard's part at push: an ``as_of_seq`` no signed 64-bit seq can
+hold is refused before anything is read, and an extract that holds a primary
+key twice is refused once its parts are written, before its manifest (the key
+columns of the parts are queried by DuckDB, ``hybrid_ingest.extract_keys``),
+naming the key and its rows. A full extract that is meant to delete most of its
+table says so with ``allow_mass_delete`` (the merge holds it otherwise).
+
 Values follow ``hybrid_ingest.convert``'s rules, as JSON lines do: a timestamp
 without a zone offset is UTC, a UUID is the 8-4-4-4-12 hex form (stored
 lower-case), a decimal must fit its precision and scale exactly. A bad value is
@@ -39,10 +46,11 @@ from hybrid_ingest.convert import (
     arrow_schema,
     json_timestamp,
 )
-from hybrid_ingest.errors import ValidationError
+from hybrid_ingest.errors import DuplicateKeyError, ValidationError
+from hybrid_ingest.extract_keys import first_duplicate
 from hybrid_ingest.lake import PARQUET_COMPRESSION, Lake
 from hybrid_ingest.layout import landing_dir
-from hybrid_ingest.manifest import Manifest, Mode, PartEntry, new_extract_id, write_manifest
+from hybrid_ingest.manifest import Manifest, Mode, PartEntry, new_extract_id, seq_range_error, write_manifest
 from hybrid_ingest.registry import SchemaVersion
 from hybrid_ingest.tables import TableSpec, required_fields
 
@@ -309,26 +317,31 @@ def _part_bytes(table: pa.Table) -> bytes:
 
 def push_extract(lake: Lake, version: SchemaVersion, path: Path, as_of_seq: int, mode: Mode, *,
                  progress: Progress | None = None, rows_per_part: int = DEFAULT_ROWS_PER_PART,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, now: dt.datetime | None = None) -> Manifest:
+                 batch_rows: int = DEFAULT_BATCH_ROWS, now: dt.datetime | None = None,
+                 allow_mass_delete: bool = False) -> Manifest:
     """Land one extract file (parts, then manifest) and return its manifest; a refusal names the file."""
     try:
         return land_batches(lake, version, iter_batches(version.spec, open_source(path), progress, batch_rows),
-                            as_of_seq, mode, rows_per_part=rows_per_part, now=now)
+                            as_of_seq, mode, rows_per_part=rows_per_part, now=now,
+                            allow_mass_delete=allow_mass_delete)
     except ValidationError as exc:
         raise ValidationError(f"{path}: {exc}") from exc
 
 
 def land_batches(lake: Lake, version: SchemaVersion, batches: Iterable[pa.RecordBatch], as_of_seq: int, mode: Mode,
-                 *, rows_per_part: int = DEFAULT_ROWS_PER_PART, now: dt.datetime | None = None) -> Manifest:
+                 *, rows_per_part: int = DEFAULT_ROWS_PER_PART, now: dt.datetime | None = None,
+                 allow_mass_delete: bool = False) -> Manifest:
     """Land batches already in the table's curated schema (``conform``) as one extract: parts, then manifest.
 
     The batches are consumed inside, so a failure while producing them (a bad
-    row, a lost database connection) removes the parts written so far.
+    row, a lost database connection) removes the parts written so far, as does
+    a primary key found twice among them.
     """
     if mode not in ("full", "incremental"):
         raise ValidationError(f"mode must be 'full' or 'incremental', got {mode!r}")
-    if as_of_seq < 0:
-        raise ValidationError(f"as_of_seq must be non-negative, got {as_of_seq}")
+    problem = seq_range_error(as_of_seq)
+    if problem:
+        raise ValidationError(problem)
     spec = version.spec
     target = arrow_schema(spec)
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
@@ -357,13 +370,16 @@ def land_batches(lake: Lake, version: SchemaVersion, batches: Iterable[pa.Record
                     cut()
         if pending_rows:
             cut()
+        duplicate = first_duplicate(lake, [f"{base}/{p.path}" for p in parts], spec.primary_key, target)
+        if duplicate is not None:
+            raise DuplicateKeyError(duplicate.message())
     except BaseException:
         lake.delete_dir(base)
         raise
     manifest = Manifest(
         table=spec.table, extract_id=extract_id, mode=mode, as_of_seq=as_of_seq,
         rows=sum(p.rows for p in parts), schema_version=version.version, fingerprint=version.fingerprint.hex(),
-        parts=tuple(parts), created_at=now.isoformat().replace("+00:00", "Z"),
+        parts=tuple(parts), created_at=now.isoformat().replace("+00:00", "Z"), allow_mass_delete=allow_mass_delete,
     )
     write_manifest(lake, manifest)
     return manifest

@@ -39,7 +39,7 @@ from hybrid_ingest.errors import HybridIngestError, SpoolFullError, UnknownTable
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.layout import dlq_file
 from hybrid_ingest.metrics import Metrics
-from producers.events import event_from_line
+from producers.events import encode_line
 from producers.producer import ChangeEventProducer
 from producers.spool import Entry
 
@@ -181,7 +181,7 @@ class KafkaBridge:
         try:
             if record.value is None:
                 raise ValidationError("message has no value (a Kafka tombstone is not a change event)")
-            return self.producer.encode(table, event_from_line(version.spec, record.value))
+            return encode_line(version, record.value)
         except Exception as exc:  # whatever this one message's bytes raise: dead-letter it, go on
             raise Refused(*refusal(exc)) from exc
 

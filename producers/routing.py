@@ -37,13 +37,21 @@ def partition_key(spec: TableSpec, row: Mapping[str, Any]) -> str:
     the partition key back, the row carries the key. A table name has at most 63
     characters (``tables.TABLE_NAME``), so the hashed form always fits.
     """
-    try:
-        values = [row[name] for name in spec.primary_key]
-    except KeyError as exc:
-        raise ValidationError(f"{spec.table}: row lacks primary key field {exc}") from None
-    if any(v is None for v in values):
-        raise ValidationError(f"{spec.table}: primary key {list(spec.primary_key)} must not be null")
-    key = KEY_SEPARATOR.join([spec.table, *(v if type(v) is str else _key_text(v) for v in values)])
+    parts = [spec.table]
+    for name in spec.primary_key:  # one loop, no intermediate lists: this runs once per event sent
+        try:
+            value = row[name]
+        except KeyError:
+            raise ValidationError(f"{spec.table}: row lacks primary key field {name!r}") from None
+        if value.__class__ is str:
+            parts.append(value)
+        elif value.__class__ is int:
+            parts.append(str(value))
+        elif value is None:
+            raise ValidationError(f"{spec.table}: primary key {list(spec.primary_key)} must not be null")
+        else:
+            parts.append(_key_text(value))
+    key = KEY_SEPARATOR.join(parts)
     if len(key) <= MAX_PARTITION_KEY_CHARS:
         return key
     return f"{spec.table}{KEY_SEPARATOR}sha256:{hashlib.sha256(key.encode()).hexdigest()}"

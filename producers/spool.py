@@ -32,12 +32,15 @@ One process owns a spool folder at a time (an ``flock`` on ``.lock``).
 
 from __future__ import annotations
 
+import bisect
 import fcntl
+import itertools
 import json
 import os
 import struct
 import threading
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,7 @@ CURSOR_FILE = "sent.json"
 LOCK_FILE = ".lock"
 DEFAULT_MAX_BYTES = 1024**3
 DEFAULT_SEGMENT_BYTES = 64 * 1024**2
+TAIL_BYTES = 32 * 1024**2  # frames this process appended, kept for the sender (see ``Spool.read``)
 
 Entry = tuple[str, bytes]
 
@@ -90,6 +94,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 @dataclass(frozen=True)
+class _Appended:
+    """One ``append`` as it went to disk: where it starts and the offset just past each of its frames."""
+
+    start: Cursor
+    entries: Sequence[Entry]
+    ends: list[int]
+
+    @property
+    def end(self) -> Cursor:
+        return Cursor(self.start.segment, self.ends[-1])
+
+
+@dataclass(frozen=True)
 class Batch:
     """Frames read from the log: their entries and the cursor just past the last one."""
 
@@ -118,6 +135,8 @@ class Spool:
             os.close(self._lock_fd)
             raise ConfigError(f"spool {directory} is in use by another producer process") from None
         self._sizes: dict[int, int] = {}
+        self._tail: deque[_Appended] = deque()
+        self._tail_bytes = 0
         self.pending_count = 0
         try:
             self.sent = self._read_cursor()
@@ -195,7 +214,8 @@ class Spool:
         """Make ``entries`` durable (per the policy) in order, or refuse them all with SpoolFullError."""
         if not entries:
             return
-        data = b"".join(encode_frame(pk, record) for pk, record in entries)
+        frames = [encode_frame(pk, record) for pk, record in entries]
+        data = b"".join(frames)
         with self._lock:
             if self.pending_bytes + len(data) > self.max_bytes:
                 raise SpoolFullError(
@@ -210,8 +230,18 @@ class Spool:
                 view = view[written:]
             if self.durability == "fsync":
                 os.fsync(self._fd)
+            start = Cursor(self._active, self._sizes[self._active])
             self._sizes[self._active] += len(data)
             self.pending_count += len(entries)
+            ends = list(itertools.accumulate(map(len, frames), initial=start.offset))[1:]
+            self._keep_tail(_Appended(start, list(entries), ends))  # a copy: the caller may reuse its list
+
+    def _keep_tail(self, appended: _Appended) -> None:
+        self._tail.append(appended)
+        self._tail_bytes += appended.ends[-1] - appended.start.offset
+        while self._tail_bytes > TAIL_BYTES and len(self._tail) > 1:
+            dropped = self._tail.popleft()
+            self._tail_bytes -= dropped.ends[-1] - dropped.start.offset
 
     def _roll(self) -> None:
         os.fsync(self._fd)
@@ -229,7 +259,16 @@ class Spool:
             return Cursor(self._active, self._sizes[self._active])
 
     def read(self, start: Cursor, max_bytes: int, max_count: int) -> Batch:
-        """Frames from ``start`` up to the appended end, stopping after ``max_bytes`` or ``max_count``."""
+        """Frames from ``start`` up to the appended end, stopping after ``max_bytes`` or ``max_count``.
+
+        What this process appended recently (``TAIL_BYTES``) is handed over as the entries it
+        appended, which the disk holds frame for frame (they were written, and fsynced under
+        that policy, before ``append`` returned): the sender does not read back and parse what
+        it was just given. Older frames, and everything after a restart, are read from disk.
+        """
+        cached = self._read_tail(start, max_bytes, max_count)
+        if cached is not None:
+            return cached
         end = self.end()
         entries: list[Entry] = []
         nbytes = 0
@@ -256,6 +295,37 @@ class Spool:
                 cursor = Cursor(cursor.segment + 1, 0)
         return Batch(entries, cursor, nbytes)
 
+    def _read_tail(self, start: Cursor, max_bytes: int, max_count: int) -> Batch | None:
+        """``read`` from the appended entries kept in memory, or None if ``start`` is not among them."""
+        with self._lock:
+            if start.segment < self._active and start.offset >= self._sizes.get(start.segment, 0):
+                start = Cursor(start.segment + 1, 0)  # the end of a full segment is the start of the next
+            index = next((i for i, a in enumerate(self._tail)
+                          if a.start.segment == start.segment and a.start.offset <= start.offset < a.ends[-1]), None)
+            if index is None:
+                return None
+            appended = self._tail[index]
+            first = bisect.bisect_right(appended.ends, start.offset)
+            if (appended.ends[first - 1] if first else appended.start.offset) != start.offset:
+                return None  # not at a frame boundary: let the disk path say what is there
+            entries: list[Entry] = []
+            nbytes = 0
+            cursor = start
+            # appends follow each other on disk: each starts where the last ended, or at a new segment
+            for appended in itertools.islice(self._tail, index, None):
+                offset = cursor.offset if appended.start.segment == cursor.segment else 0
+                position = first
+                while position < len(appended.ends) and len(entries) < max_count and nbytes < max_bytes:
+                    entries.append(appended.entries[position])
+                    nbytes += appended.ends[position] - offset
+                    offset = appended.ends[position]
+                    position += 1
+                cursor = Cursor(appended.start.segment, offset)
+                first = 0
+                if position < len(appended.ends):
+                    break
+            return Batch(entries, cursor, nbytes)
+
     def commit(self, batch: Batch) -> None:
         """Record that Kinesis accepted everything up to ``batch.end``; delete segments wholly below it."""
         path = self.directory / CURSOR_FILE
@@ -269,6 +339,9 @@ class Spool:
         with self._lock:
             self.sent = batch.end
             self.pending_count -= len(batch.entries)
+            while self._tail and self._tail[0].end <= batch.end:
+                dropped = self._tail.popleft()
+                self._tail_bytes -= dropped.ends[-1] - dropped.start.offset
             for index in [i for i in self._sizes if i < batch.end.segment]:
                 del self._sizes[index]
                 self._path(index).unlink(missing_ok=True)

@@ -27,16 +27,18 @@ from typing import Any, NamedTuple
 import aws_kinesis_agg
 import google.protobuf.message  # type: ignore[import-untyped]
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # the deaggregator module puts its folder on sys.path, which messages_pb2 needs to import config_pb2
 from aws_kinesis_agg.deaggregator import messages_pb2
 
 from hybrid_ingest import rawformat
+from hybrid_ingest.convert import TIMESTAMP
 from hybrid_ingest.errors import HybridIngestError, WireFormatError
-from hybrid_ingest.position import Position, sequence_prefix
+from hybrid_ingest.position import SUB_DIGITS, Position, sequence_prefix
 from hybrid_ingest.registry import SchemaVersion
 from hybrid_ingest.tables import required_fields, validate_event
-from hybrid_ingest.wire import split_header
+from hybrid_ingest.wire import fingerprint_of
 
 KPL_MAGIC: bytes = aws_kinesis_agg.MAGIC
 KPL_DIGEST_SIZE: int = aws_kinesis_agg.DIGEST_SIZE
@@ -147,12 +149,19 @@ def deaggregate(record: KinesisRecord) -> list[UserRecord]:
         raise WireFormatError(f"KPL sub-record points past the {len(keys)} partition keys of its aggregate") from exc
 
 
-class _Accumulator:
-    """The events of one (table, schema version), turned into Arrow columns once per batch.
+SLICE_EVENTS = 10_000
 
-    The hot loop only appends the decoded event and its record; columns are cut out with
-    one comprehension each in ``finish`` (much cheaper than appending field by field), and
-    per-file constants (shard, schema version) and uuid-to-string happen there too.
+
+class _Accumulator:
+    """The events of one (table, schema version) from one batch, cut into Arrow columns a slice at a time.
+
+    The hot loop only appends the decoded event and its user record. Every ``SLICE_EVENTS``
+    events (and at the end) the slice's columns are cut out with one comprehension each
+    (much cheaper than appending field by field) and its decoded dicts are dropped: a flush
+    holds at most one slice of Python objects beside compact Arrow data, so its memory is
+    bounded by the flush policy's bytes, not by how many events a burst packed into them.
+    What is the same for all user records of one Kinesis record (its sequence number,
+    arrival, ``_kpos`` prefix) is converted once per record and repeated by Arrow.
     """
 
     def __init__(self, version: SchemaVersion, shard: str) -> None:
@@ -160,13 +169,16 @@ class _Accumulator:
         self.shard = shard
         spec = version.spec
         self.schema = rawformat.raw_schema(spec, version.version)
+        self.types = {f.name: f.type for f in self.schema}
         # fastavro returns uuid.UUID for uuid logical types; Arrow stores them as strings
         self.uuid_fields = {f["name"] for f in spec.schema["fields"] if _is_uuid(f["type"])}
         self.required = tuple(required_fields(spec))
         self.keys = tuple(spec.primary_key)
         self.events: list[dict[str, Any]] = []
         self.records: list[UserRecord] = []
-        self.kpos: list[str] = []
+        self.batches: list[pa.RecordBatch] = []
+        self.first: UserRecord | None = None
+        self.last: UserRecord | None = None
 
     def check(self, event: dict[str, Any]) -> None:
         """``validate_event`` for an event decoded with this version's envelope, without its per-call setup.
@@ -182,44 +194,64 @@ class _Accumulator:
         if event["seq"] < 0:
             validate_event(self.version.spec, event)
 
-    def add(self, record: UserRecord, event: dict[str, Any], kpos: str) -> None:
+    def add(self, record: UserRecord, event: dict[str, Any]) -> None:
         self.events.append(event)
         self.records.append(record)
-        self.kpos.append(kpos)
+        if len(self.events) >= SLICE_EVENTS:
+            self.cut()
 
-    @property
-    def first(self) -> UserRecord:
-        return self.records[0]
-
-    @property
-    def last(self) -> Position:
-        return self.records[-1].position
-
-    def finish(self) -> RawBatch:
+    def cut(self) -> None:
+        """The pending events as one Arrow record batch; their dicts are let go."""
         events, records = self.events, self.records
+        if not events:
+            return
+        if self.first is None:
+            self.first = records[0]
+        self.last = records[-1]
+        self.events, self.records = [], []
         count = len(events)
-        data: dict[str, list[Any]] = {
+        runs: list[UserRecord] = []  # the first user record of each Kinesis record, in order
+        run_of: list[int] = []
+        sequence = None
+        for r in records:
+            if r.sequence is not sequence:  # one aggregate's user records share its sequence string
+                sequence = r.sequence
+                runs.append(r)
+            run_of.append(len(runs) - 1)
+        repeat = pa.array(run_of, pa.int32())
+        subs = pa.array([r.sub for r in records], pa.int64())
+        prefixes = pa.array([sequence_prefix(r.sequence) for r in runs], pa.string()).take(repeat)
+        data: dict[str, Any] = {
             rawformat.OP: [e["op"] for e in events],
             rawformat.SEQ: [e["seq"] for e in events],
             rawformat.OP_TS: [e["ts"] for e in events],
-            rawformat.SHARD: [self.shard] * count,
-            rawformat.KINESIS_SEQ: [r.sequence for r in records],
-            rawformat.KINESIS_SUB: [r.sub for r in records],
-            rawformat.KPOS: self.kpos,
-            rawformat.ARRIVAL: [r.arrival for r in records],
-            rawformat.SCHEMA_VERSION: [self.version.version] * count,
+            rawformat.SHARD: pa.repeat(pa.scalar(self.shard, pa.string()), count),
+            rawformat.KINESIS_SEQ: pa.array([r.sequence for r in runs], pa.string()).take(repeat),
+            rawformat.KINESIS_SUB: subs,
+            rawformat.KPOS: pc.binary_join_element_wise(
+                prefixes, pc.utf8_lpad(subs.cast(pa.string()), SUB_DIGITS, "0"), ""),
+            rawformat.ARRIVAL: pa.array([r.arrival for r in runs], TIMESTAMP).take(repeat),
+            rawformat.SCHEMA_VERSION: pa.repeat(pa.scalar(self.version.version, pa.int32()), count),
         }
         rows = [e["row"] for e in events]
+        del events
         for name in self.version.spec.field_names:
             if name in self.uuid_fields:
                 data[name] = [None if r[name] is None else str(r[name]) for r in rows]
             else:
                 data[name] = [r[name] for r in rows]
-        arrays = [pa.array(data[f.name], type=f.type) for f in self.schema]
+        arrays = [column if isinstance(column, pa.Array) else pa.array(column, type=self.types[name])
+                  for name, column in data.items()]
+        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+
+    def finish(self) -> RawBatch | None:
+        self.cut()
+        if self.first is None or self.last is None:
+            return None
         return RawBatch(
             table=self.version.table, version=self.version.version, shard=self.shard,
-            first=self.first.position, last=self.last, arrival=self.first.arrival,
-            rows=pa.Table.from_arrays(arrays, schema=self.schema),
+            first=self.first.position, last=self.last.position, arrival=self.first.arrival,
+            rows=pa.Table.from_batches(self.batches, schema=self.schema),
         )
 
 
@@ -229,8 +261,8 @@ def _is_uuid(avro_type: Any) -> bool:
 
 
 def user_records(records: Iterable[KinesisRecord], shard: str, dead: list[DeadLetter],
-                 after: Position | None = None) -> Iterator[tuple[UserRecord, str]]:
-    """Deaggregate in order, with each user record's ``_kpos``; a corrupt aggregate is one dead letter.
+                 after: Position | None = None) -> Iterator[UserRecord]:
+    """Deaggregate in order; a corrupt aggregate is one dead letter.
 
     Records at or below ``after`` are not yielded: they were handled before a restart, and a
     restart re-reads the whole aggregate its checkpoint sits in.
@@ -250,9 +282,7 @@ def user_records(records: Iterable[KinesisRecord], shard: str, dead: list[DeadLe
             continue
         if seq == after_seq:
             inner = [u for u in inner if u.sub > after_sub]
-        prefix = sequence_prefix(record.sequence)
-        for user in inner:
-            yield user, f"{prefix}{user.sub:010d}"
+        yield from inner
 
 
 def build_batch(shard: str, records: Iterable[KinesisRecord], resolve: Resolver,
@@ -301,26 +331,26 @@ def _build_batch(shard: str, records: Iterable[KinesisRecord], resolve: Resolver
             yield record
 
     last_user: UserRecord | None = None
-    for record, kpos in user_records(counting(records), shard, result.dead, after):
+    for record in user_records(counting(records), shard, result.dead, after):
         result.user_records += 1
         last_user = record
         try:
-            fp, body = split_header(record.data)
+            fp = fingerprint_of(record.data)
             accumulator = accumulators.get(fp)
             if accumulator is None:
                 accumulator = accumulators[fp] = _Accumulator(resolve(fp), shard)
-            event = accumulator.version.codec.decode_body(body)
+            event = accumulator.version.codec.decode_message(record.data)
             accumulator.check(event)
         except HybridIngestError as exc:
             result.dead.append(DeadLetter(shard, record.position, record.partition_key, record.arrival,
                                           exc.reason, str(exc), record.data))
             continue
-        accumulator.add(record, event, kpos)
+        accumulator.add(record, event)
     # everything read is done: the last user record, or a trailing record with none (a dead aggregate)
     candidates = [p for p in (after, last_user.position if last_user else None) if p is not None]
     if last_sequence:
         candidates.append(Position.of(last_sequence[0]))
     result.last = max(candidates) if candidates else None
-    result.raw = [a.finish() for a in accumulators.values() if a.records]
+    result.raw = [raw for raw in (a.finish() for a in accumulators.values()) if raw is not None]
     result.raw.sort(key=lambda b: (b.table, b.version))
     return result

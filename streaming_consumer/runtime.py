@@ -57,7 +57,8 @@ METRIC_UNITS = {"Records": "Count", "Bytes": "Bytes", "Batches": "Count", "DeadL
 class FlushPolicy:
     """Flush a shard's buffer when any limit is reached (or at shutdown, or when the shard is idle)."""
 
-    # Decoded events take ~10x their wire size: these keep a shard's buffer near 100 MB at most.
+    # The buffer holds wire bytes (KPL aggregates); a flush decodes it a slice at a time (core.SLICE_EVENTS)
+    # into Arrow, so these bound a shard's memory: its buffered bytes plus their Arrow columns.
     max_records: int = 50_000
     max_bytes: int = 8 * 1024 * 1024
     max_seconds: float = 30.0

@@ -66,6 +66,10 @@ def run(app: AppContext, engine: str, timeout_s: float) -> None:
         rows = [[t["table"], str(t.get("engine", "")), str(t.get("status", "")),
                  short(workflow.job_error(str(t.get("cause") or t.get("error") or "")))] for t in result.tables]
         click.echo(aligned(["table", "engine", "outcome", "error"], rows))
+        for t in result.tables:
+            for held in t.get("extracts_held") or []:
+                click.echo(f"held: {t['table']} extract {held.get('extract_id')} ({held.get('reason')}): "
+                           "not merged; `hybrid-ingest status` says why")
     if not result.succeeded:
         click.echo(f"error: {result.error}: {short(result.cause or '', 500)}", err=True)
         raise click.exceptions.Exit(1)
@@ -95,10 +99,13 @@ def status(app: AppContext) -> None:
         when = str(run_.get("finished_at") or run_.get("started_at") or "-")
         mark = ", ".join(f"{s}@{p}" for s, p in t.shards.items()) or "-"
         snap = "-" if t.snapshot_id is None else f"{t.snapshot_id} ({duration(t.snapshot_age_s)} ago)"
-        rows.append([t.table, when, t.outcome, snap, f"v{t.version}", mark, str(t.extracts),
+        rows.append([t.table, when, t.outcome, snap, f"v{t.version}", mark, str(t.extracts), str(t.held),
                      duration(t.freshness_s), short(t.error, 80)])
     click.echo(aligned(["table", "last run", "outcome", "snapshot", "version", "watermark (shard@position)",
-                        "extracts", "freshness", "error"], rows))
+                        "extracts", "held", "freshness", "error"], rows))
+
+    click.echo("")
+    held_extracts(report)
 
     click.echo("")
     wf = report.workflow_run
@@ -139,6 +146,20 @@ def status(app: AppContext) -> None:
                            [[stage, reason, str(n)] for (stage, reason), n in sorted(report.dlq.items())]))
     else:
         click.echo("dlq: empty")
+
+
+def held_extracts(report: workflow.StatusReport) -> None:
+    """Extracts the merge holds, with why, and released ones the next run will read again."""
+    if report.held:
+        click.echo("held extracts (see why; then: hybrid-ingest bulk release TABLE EXTRACT [--allow-mass-delete])")
+        click.echo(aligned(["table", "extract", "held as", "since", "why"],
+                           [[h.table, h.extract_id, h.reason, h.at[:19], short(h.error, 160)] for h in report.held]))
+    else:
+        click.echo("held extracts: none")
+    for table, extract_id, doc in report.released:
+        override = " with allow_mass_delete" if doc.get("allow_mass_delete") else ""
+        click.echo(f"released{override} by {doc.get('released_by', '?')} at {str(doc.get('released_at', '?'))[:19]}:"
+                   f" {table} {extract_id} (the next run reads it again)")
 
 
 COMMANDS = [batch_group, status]

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from hybrid_ingest import quarantine
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.errors import HybridIngestError, ValidationError
 from hybrid_ingest.layout import landing_dir
-from producers.bulk import open_source, push_extract
+from hybrid_ingest.manifest import Mode
 from producers.events import encode_lines
 from producers.producer import ProducerConfig, RecordProducer
 
@@ -70,24 +71,49 @@ def bulk_group() -> None:
 @bulk_group.command("push")
 @click.argument("table")
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--as-of-seq", required=True, type=click.IntRange(min=0))
+@click.option("--as-of-seq", required=True, type=int,
+              help="the source's seq the extract is as of (0 to 2^63-1; refused otherwise, exit 1)")
 @click.option("--mode", type=click.Choice(["full", "incremental"]), required=True)
+@click.option("--allow-mass-delete", is_flag=True,
+              help="a full extract meant to delete most of the table (or far ahead of its seqs): "
+                   "the merge takes it instead of holding it")
 @click.pass_obj
-def bulk_push(app: AppContext, table: str, input_path: Path, as_of_seq: int, mode: str) -> None:
+def bulk_push(app: AppContext, table: str, input_path: Path, as_of_seq: int, mode: str,
+              allow_mass_delete: bool) -> None:
     """Land a bulk extract (Parquet or CSV with a header) with its manifest, as DataSync would."""
+    from producers.bulk import open_source, push_extract  # pyarrow's CSV and compute: not for `produce`
+
     version = app.registry.latest(table)
     source = open_source(input_path)
+    kind: Mode = "full" if mode == "full" else "incremental"
     if input_path.stat().st_size >= PROGRESS_MIN_BYTES:
         unit = "rows" if source.kind == "parquet" else "bytes"
         with click.progressbar(length=source.total, label=f"landing {table} ({unit})", file=sys.stderr) as bar:
-            manifest = push_extract(app.lake, version, input_path, as_of_seq, "full" if mode == "full"
-                                    else "incremental", progress=bar.update)
+            manifest = push_extract(app.lake, version, input_path, as_of_seq, kind, progress=bar.update,
+                                    allow_mass_delete=allow_mass_delete)
     else:
-        manifest = push_extract(app.lake, version, input_path, as_of_seq,
-                                "full" if mode == "full" else "incremental")
+        manifest = push_extract(app.lake, version, input_path, as_of_seq, kind, allow_mass_delete=allow_mass_delete)
     click.echo(f"landed {table} extract {manifest.extract_id}: {manifest.rows} row(s) in "
-               f"{len(manifest.parts)} part(s), mode {manifest.mode}, as_of_seq {manifest.as_of_seq}, "
+               f"{len(manifest.parts)} part(s), mode {manifest.mode}, as_of_seq {manifest.as_of_seq}"
+               f"{', allow_mass_delete' if manifest.allow_mass_delete else ''}, "
                f"schema v{manifest.schema_version} at {app.lake.uri(landing_dir(table, manifest.extract_id))}")
+
+
+@bulk_group.command("release")
+@click.argument("table")
+@click.argument("extract_id")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="let the extract delete what it would delete (and be as far ahead as it is)")
+@click.pass_obj
+def bulk_release(app: AppContext, table: str, extract_id: str, allow_mass_delete: bool) -> None:
+    """Release an extract the merge holds (`status` lists them): the next run merges it, or judges it again."""
+    app.registry.latest(table)  # an unknown table is refused here, not as "not held"
+    entry = quarantine.release(app.lake, app.store, table, extract_id, allow_mass_delete)
+    click.echo(f"released {table} extract {extract_id} (held as {entry.reason}: {entry.error})")
+    if allow_mass_delete:
+        click.echo("with allow_mass_delete: the next batch run merges it, deleting what it would delete")
+    else:
+        click.echo("without an override: the next batch run checks it again")
 
 
 COMMANDS = [produce, bulk_group]

@@ -5,6 +5,14 @@ transaction inserted afterwards are all the table holds then. So the truncated
 table's events of that transaction (already collapsed per key) become one full
 extract at the commit's seq instead of stream events: the merge deletes every
 key it lacks whose seq is at most that, and later changes apply on top.
+
+Deleting (nearly) every row is what a truncate means, so its extract carries
+``allow_mass_delete``: the merge's extract guard would otherwise hold it as a
+mass delete (``glue_jobs.guard``). Its seq is the truncate's commit LSN, read
+from the server's own WAL stream, not a number anyone typed. The source's
+snapshot extract carries no such flag: on a new table it deletes nothing, and a
+snapshot that would replace most of an existing lake table usually means the
+wrong database or table, which is what the guard is there to catch.
 """
 
 from __future__ import annotations
@@ -43,4 +51,5 @@ def land_truncated(lake: Lake, registry: Registry, table: str, events: Sequence[
         event = registry.by_fingerprint(fingerprint).codec.decode(data)
         if event["op"] != "d":
             rows.append(event["row"])
-    return land_batches(lake, version, [rows_batch(version, rows)] if rows else [], seq, "full")
+    return land_batches(lake, version, [rows_batch(version, rows)] if rows else [], seq, "full",
+                        allow_mass_delete=True)

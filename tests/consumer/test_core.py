@@ -101,6 +101,33 @@ def test_batch_routes_tables_with_envelope_columns() -> None:
     assert order.rows.column(rawformat.KINESIS_SUB).to_pylist() == [1]
 
 
+def test_a_batch_cut_in_slices_is_the_batch_cut_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices bound a flush's decoded events in memory; the rows, their order and positions do not depend on them."""
+    customers = encode(CUSTOMERS, [customer_event(k, k, "c" if k % 3 else "d") for k in range(40)])
+    orders = encode(ORDERS, [order_event(k, 100 + k) for k in range(9)])
+    mixed = [(f"customers|{k}", p) for k, p in enumerate(customers[:25])] + [
+        (f"orders|{k}", p) for k, p in enumerate(orders)]
+    aggregates = [data for _, data in aggregate(mixed)]
+    records = [*kinesis_records(aggregates, start=7), *kinesis_records(customers[25:], start=50)]
+    records = [KinesisRecord(r.data, r.sequence, r.partition_key, EPOCH + dt.timedelta(seconds=int(r.sequence)))
+               for r in records]
+    whole = build_batch("s", records, resolve)
+    monkeypatch.setattr("streaming_consumer.core.SLICE_EVENTS", 4)
+    sliced = build_batch("s", records, resolve)
+    assert [b.rows.num_rows for b in whole.raw] == [40, 9]
+    assert [b.rows.to_batches()[0].num_rows for b in sliced.raw] == [4, 4]  # really cut in slices
+    for one, other in zip(whole.raw, sliced.raw, strict=True):
+        assert (one.table, one.first, one.last, one.arrival) == (other.table, other.first, other.last, other.arrival)
+        assert one.rows.equals(other.rows)
+    kpos = whole.raw[0].rows.column(rawformat.KPOS).to_pylist()
+    kseq = whole.raw[0].rows.column(rawformat.KINESIS_SEQ).to_pylist()
+    subs = whole.raw[0].rows.column(rawformat.KINESIS_SUB).to_pylist()
+    arrival = whole.raw[0].rows.column(rawformat.ARRIVAL).to_pylist()
+    assert kpos == [str(Position(int(q), s)) for q, s in zip(kseq, subs, strict=True)]
+    assert arrival == [EPOCH + dt.timedelta(seconds=int(q)) for q in kseq]
+    assert kseq[-15:] == [str(n) for n in range(50, 65)]
+
+
 def test_bad_input_goes_to_dead_letters_and_neighbours_are_kept() -> None:
     good = encode(CUSTOMERS, [customer_event(k, k) for k in range(6)])
     [(_, agg)] = aggregate((f"customers|{k}", p) for k, p in enumerate(good[:3]))

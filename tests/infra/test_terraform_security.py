@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from glue_jobs import inputs
-from hybrid_ingest import layout
+from hybrid_ingest import layout, quarantine
 from producers import kafka_bridge
 from streaming_consumer import sink
 from tests.infra.infra_checks import (
@@ -144,11 +143,13 @@ def test_stream_writes_only_raw_its_dead_letters_and_checkpoints(parsed: Parsed)
 
 def test_dead_letter_prefixes_are_the_codes_stages(parsed: Parsed) -> None:
     locs = local_values(parsed)
-    assert locs["dlq_merge"] == "${local.zones.dlq}" + f"{inputs.DLQ_STAGE}/"
+    assert locs["dlq_merge"] == "${local.zones.dlq}" + f"{quarantine.STAGE}/"
     assert locs["dlq_stream"] == "${local.zones.dlq}" + f"{sink.DLQ_STAGE}/"
-    # what the merge writes for a bad extract lies under the prefix it may write
-    record = inputs.dlq_record("orders", "20261130T000000Z-5000")
-    assert any(fnmatch.fnmatchcase(record, key) for doc, _, key in lake_writes(parsed, MERGE_DOCUMENTS))
+    # what the merge writes for an extract it holds (bad manifest, duplicate keys, suspicious) lies under the
+    # prefix it may write
+    for reason in quarantine.REASONS:
+        record = quarantine.record_path(reason, "orders", "20261130T000000Z-5000")
+        assert any(fnmatch.fnmatchcase(record, key) for doc, _, key in lake_writes(parsed, MERGE_DOCUMENTS))
 
 
 # ---------------------------------------------------------------- the Iceberg commit (#16 item 9)

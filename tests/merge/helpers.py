@@ -107,7 +107,7 @@ class RawWriter:
 
 
 def land_extract(lake: Lake, registry: Registry, table: str, rows: list[dict[str, Any]], as_of_seq: int,
-                 mode: str, extract_id: str | None = None) -> str:
+                 mode: str, extract_id: str | None = None, allow_mass_delete: bool = False) -> str:
     """Land an extract as DataSync would: parts first, the manifest last."""
     version = registry.latest(table)
     spec = version.spec
@@ -120,7 +120,8 @@ def land_extract(lake: Lake, registry: Registry, table: str, rows: list[dict[str
     write_manifest(lake, Manifest(
         table=table, extract_id=extract_id, mode=mode, as_of_seq=as_of_seq,  # type: ignore[arg-type]
         rows=len(rows), schema_version=version.version, fingerprint=version.fingerprint.hex(),
-        parts=(PartEntry("part-00000.parquet", len(rows), size, digest),), created_at=ARRIVAL.isoformat()))
+        parts=(PartEntry("part-00000.parquet", len(rows), size, digest),), created_at=ARRIVAL.isoformat(),
+        allow_mass_delete=allow_mass_delete))
     return extract_id
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 from collections import deque
 
 import pytest
-from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+from aws_kinesis_agg.deaggregator import iter_deaggregate_records, messages_pb2
 
 from hybrid_ingest.aws import Clients
 from hybrid_ingest.errors import ValidationError
 from hybrid_ingest.registry import Registry
 from hybrid_ingest.tables import TableSpec
+from producers import kinesis
 from producers.kinesis import MAX_CALL_BYTES, Blob, aggregate, backoff_delay, plan_call
 from producers.routing import MAX_PARTITION_KEY_CHARS, ShardMap, ShardRange, hash_key, partition_key
 
@@ -99,3 +101,43 @@ def test_plan_call_takes_one_record_per_shard_within_limits() -> None:
 def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert [backoff_delay(a, 0.1, 1.0, lambda: 1.0) for a in (1, 2, 3, 4, 5, 9)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert backoff_delay(3, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("max_size", [300, 4_000, 70_000, 1_000_000])
+def test_aggregates_are_as_full_as_the_limit_allows(max_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packing adds up protobuf field sizes itself: its sum is the serialized size, within the limit.
+
+    Sizes straddle the varint steps (127/128 bytes, 16383/16384 bytes), keys repeat, are not all
+    ASCII and come in hundreds (key indexes past 127), so every size rule is exercised; protobuf's
+    own serialization is the ground truth. And no aggregate is closed while the next record fits.
+    """
+    sizes: list[tuple[int, int]] = []
+    blob = kinesis._Packing.blob
+
+    def checked(packing: kinesis._Packing, shard_id: str) -> Blob:
+        made = blob(packing, shard_id)
+        sizes.append((packing.size, len(made.data)))
+        return made
+
+    monkeypatch.setattr(kinesis._Packing, "blob", checked)
+    shard_map = ShardMap([ShardRange("a", 0, 2**128 - 1)])
+    lengths = [0, 1, 100, 115, 116, 117, 127, 128, 129, 200, 16_360, 16_383, 16_384, 16_400, 30_000]
+    entries = [(f"t|{i % 300}" + "é" * (i % 3), bytes(lengths[i % len(lengths)] if i % 4 else i % 20))
+               for i in range(3_000)]
+    entries = [(pk, data) for pk, data in entries if len(data) + 100 < max_size]
+    blobs = list(aggregate(entries, shard_map, max_size=max_size)["a"])
+    assert sum(b.user_records for b in blobs) == len(entries)
+    assert all(computed == actual <= max_size for computed, actual in sizes)
+    assert max(b.user_records for b in blobs) > 128 or max_size < 1_000_000
+    for one, following in itertools.pairwise(blobs):
+        message = messages_pb2.AggregatedRecord()
+        message.ParseFromString(one.data[4:-16])
+        nxt = messages_pb2.AggregatedRecord()
+        nxt.ParseFromString(following.data[4:-16])
+        key = nxt.partition_key_table[nxt.records[0].partition_key_index]
+        keys = list(message.partition_key_table)
+        if key not in keys:
+            message.partition_key_table.append(key)
+            keys.append(key)
+        message.records.add(partition_key_index=keys.index(key), data=nxt.records[0].data)
+        assert 4 + len(message.SerializeToString()) + 16 > max_size, "the next record would have fitted"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections import deque
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hybrid_ingest.errors import ConfigError, SpoolCorruptError, SpoolFullError
 from producers.spool import FRAME, Cursor, Spool, encode_frame
@@ -105,3 +109,35 @@ def test_read_never_passes_the_appended_end(tmp_path: Path) -> None:
     batch = spool.read(Cursor(0, 0), 10**9, 10**9)
     assert batch.end == spool.end()
     assert batch.end.offset == os.path.getsize(tmp_path / segments(tmp_path)[0])
+
+
+@settings(max_examples=150)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(1, 8), st.integers(0, 300)),
+    st.tuples(st.just("read"), st.integers(1, 2000), st.integers(1, 20))), max_size=40),
+    st.integers(200, 3000), st.integers(100, 5000))
+def test_reading_what_this_process_appended_is_reading_it_from_disk(
+        operations: list[tuple[str, int, int]], segment_bytes: int, tail_bytes: int) -> None:
+    """The sender is handed recent appends from memory: the same entries, end and size as the disk gives."""
+    import producers.spool as spool_module
+
+    with tempfile.TemporaryDirectory() as tmp:
+        original = spool_module.TAIL_BYTES
+        spool_module.TAIL_BYTES = tail_bytes
+        spool = Spool(Path(tmp), segment_bytes=segment_bytes, durability="write")
+        try:
+            counter = 0
+            for kind, a, b in operations:
+                if kind == "append":
+                    spool.append([(f"t|{counter + i}", bytes([i]) * (b + i)) for i in range(a)])
+                    counter += a
+                    continue
+                kept = spool._tail
+                spool._tail = deque()  # the disk path: what a restarted sender would read
+                disk = spool.read(spool.sent, max_bytes=a, max_count=b)
+                spool._tail = kept
+                assert spool.read(spool.sent, max_bytes=a, max_count=b) == disk
+                spool.commit(disk)
+        finally:
+            spool_module.TAIL_BYTES = original
+            spool.close()

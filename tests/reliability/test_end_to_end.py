@@ -47,6 +47,7 @@ from producers.spool import Spool
 from streaming_consumer.runtime import ConsumerConfig, FlushPolicy, Worker
 from tests.conftest import reset_moto
 from tests.reliability import tally
+from tests.reliability.contexts import HISTORY_SETTINGS
 from tests.reliability.driver import InjectedCrash, compare, read_tables
 from tests.reliability.history import EVOLVED_FIELD, TableHistory, evolved, source_histories
 from tests.reliability.landing import land_extract, register_evolution
@@ -174,6 +175,7 @@ def run_e2e(histories: dict[str, TableHistory], faults: dict[str, int], endpoint
     store = StateStore(clients.dynamodb, names.state_table, names.runs_table, clock=clock)
     ctx = MergeContext(clients=clients, lake=lake, registry=registry,
                        store=StateStore(clients.dynamodb, names.state_table, names.runs_table))
+    ctx.store.put_settings(HISTORY_SETTINGS)
 
     # -- produce, in source order, with a kill and a throttling stream ------------------------------
     flaky = ThrottlingKinesis(clients.kinesis, faults["put_throttle_every"])

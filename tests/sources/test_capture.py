@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from hybrid_ingest import quarantine
 from hybrid_ingest.errors import SourceError
 from hybrid_ingest.metrics import Metrics
 from producers.postgres.lsn import parse_lsn
@@ -83,6 +84,21 @@ def test_truncate_empties_the_table_as_of_its_commit(env: Env, pg_dsn: str, slot
     env.consume()
     env.merge("items")
     assert assert_tables_equal(pg_dsn, "public.items", env) == 2
+
+
+def test_truncate_of_a_merged_table_passes_the_extract_guard(env: Env, pg_dsn: str, slot: str) -> None:
+    """A truncate deletes (nearly) every row by intent: its full extract says so (``allow_mass_delete``), so the
+    merge's guard does not hold it as a mass delete; the first snapshot, into a new table, deletes nothing."""
+    execute(pg_dsn, ITEMS, "INSERT INTO items SELECT g, 'n' || g, g FROM generate_series(1, 30) g")
+    env.capture(pg_dsn, slot, ["public.items"])
+    env.merge("items")
+    assert assert_tables_equal(pg_dsn, "public.items", env) == 30
+    execute(pg_dsn, "BEGIN", "TRUNCATE items", "INSERT INTO items VALUES (100, 'after', 1)", "COMMIT")
+    env.capture(pg_dsn, slot, ["public.items"])
+    env.consume()
+    env.merge("items")
+    assert assert_tables_equal(pg_dsn, "public.items", env) == 1
+    assert quarantine.held(env.lake) == []
 
 
 def test_unchanged_toast_value_needs_full_replica_identity(env: Env, pg_dsn: str, slot: str) -> None:
