@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from hybrid_ingest import sqltext
-
-# ``Dialect.rank``: a change's (seq, source, extract rank) as one number, so a hash aggregate picks the winner
-RANK_SOURCE = 2**32  # _src (0..2) above _xrank + 1 (0 .. 2**32 - 1)
-RANK_SEQ = 2**34  # _seq above both
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class Dialect:
         return sqltext.string(value, self.name)
 
     def ident(self, name: str) -> str:
-        return sqltext.ident(name, self.name)
+        return _ident(name, self.name)
 
     def literal(self, value: Any, t: pa.DataType) -> str:
         sql_type = self.type(t)
@@ -75,25 +72,6 @@ class Dialect:
         """``select`` with a number per row, ``_rid``: unique, and stable once materialised."""
         number = "monotonically_increasing_id()" if self.name == "spark" else "row_number() OVER ()"
         return f"SELECT *, {number} AS _rid FROM ({select}) c"
-
-    def rank(self, seq: str, src: str, xrank: str) -> str:
-        """``(seq, src, xrank)`` in that order of precedence as one exact number (128-bit or DECIMAL(38)).
-
-        ``seq`` is any BIGINT, ``src`` 0..2 and ``xrank`` -1 .. 2**31 - 1, so the
-        three never overlap and the product stays far inside both types' range.
-        """
-        big = self.rank_type
-        return (f"(CAST({seq} AS {big}) * {RANK_SEQ} + CAST({src} AS {big}) * {RANK_SOURCE}"
-                f" + CAST({xrank} + 1 AS {big}))")
-
-    @property
-    def rank_type(self) -> str:
-        """The type of ``rank``: an exact integer of 128 bits (DuckDB's is the faster to aggregate)."""
-        return "HUGEINT" if self.name == "duckdb" else "DECIMAL(38,0)"
-
-    def max_by(self, value: str, ordering: str) -> str:
-        """``value`` of the row with the highest ``ordering``, null values kept (DuckDB's own skips them)."""
-        return f"{'arg_max_null' if self.name == 'duckdb' else 'max_by'}({value}, {ordering})"
 
     def div(self, a: str, b: str) -> str:
         """Integer division (DuckDB's ``/`` is a float's)."""
@@ -131,3 +109,10 @@ class Dialect:
     def same(self, a: str, b: str) -> str:
         """Null-safe equality (two null partition values are the same partition)."""
         return f"{a} IS NOT DISTINCT FROM {b}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _ident(name: str, dialect: sqltext.SqlDialect) -> str:
+    """sqltext's quoting, once per name: it runs sqlglot's generator (half a millisecond), and a merge's
+    statements quote the same few columns thousands of times."""
+    return sqltext.ident(name, dialect)

@@ -40,13 +40,13 @@ The rules (DESIGN.md "Merge semantics"):
 * A key whose partition value changes is removed from its old partition and
   inserted into its new one; every stored copy but the surviving row is removed.
 
-How the winner is found without sorting: ``Dialect.rank`` packs (seq, source,
-extract rank) into one exact number, and the aggregate keeps the row number of
-the eligible change with the highest rank. That is exact for every key with one
-change; the few keys with several changes (where ranks can tie and Kinesis
-positions break the tie, and where duplicate deliveries must be counted once)
-are decided again by a window over their changes alone (``mw``), which
-overrides the aggregate's pick.
+How the winner is found without sorting: a key with one change needs no
+order at all, the aggregate just keeps that change (if eligible). The keys
+with several changes, where the tie rule's full order (seq, source, extract,
+Kinesis position) decides and where a redelivered record must count once, are
+decided again by a window over their changes alone (``mw``), which overrides
+the aggregate's pick. Most keys change once between two runs, so the window
+sorts few records.
 
 Partitions: ``_part`` is a row's Iceberg partition value (the transform of its
 partition column, typed; see ``hybrid_ingest.iceberg.partition_type``), null for
@@ -195,15 +195,13 @@ class MergeSql:
         keys = ", ".join(self.keys)
         ts, big = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.int64())
         full = f", CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full" if self.params.full_rank >= 0 else ""
-        rest = (f"0 AS _elig{', 0 AS _full' if full else ''}, CAST(NULL AS {d.rank_type}) AS _rank,"
-                f" {d.literal(None, pa.int32())} AS _src, {big} AS _pick")
+        rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {d.literal(None, pa.int32())} AS _src, {big} AS _pick"
         stored = "cur_keys"
         if self._narrowed:
             stored = f"(SELECT {self.key_cols('c')}, c._seq FROM cur_keys c {d.semi_join} chg_keys x" \
                      f" ON {self.key_eq('x', 'c')})"
-        return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full},"
-                f" {d.rank('_seq', '_src', '_xrank')} AS _rank, _src, {self._pick('c')} AS _pick, {ts} AS _deleted_at"
-                f" FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at FROM {stored} s"
+        return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._pick('c')} AS _pick,"
+                f" {ts} AS _deleted_at FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at FROM {stored} s"
                 f" UNION ALL SELECT {keys}, 2 AS _kind, _seq, {rest}, deleted_at AS _deleted_at FROM tomb")
 
     @property
@@ -213,8 +211,8 @@ class MergeSql:
     def _per_key(self) -> str:
         """``dk``: one row per key from a hash aggregate over its records.
 
-        ``_wpick``: the ``_pick`` of the eligible change with the highest ``rank``
-        (exact for a key with one change, see ``_multi``); ``_nchg``/``_nstream``:
+        ``_wpick``: the ``_pick`` of its change if that is eligible (a key with
+        several changes is decided by ``_multi``); ``_nchg``/``_nstream``:
         its changes and stream changes; ``_maxseq``/``_tseq``: the highest stored
         and tombstone seqs; ``_ntomb``: its tombstones inside the retention window.
         Keys with only stored rows decide nothing and are left out, unless a full
@@ -227,7 +225,7 @@ class MergeSql:
         # narrowed, every stored record has a change beside it
         having = "" if p.full_rank >= 0 or self._narrowed else " HAVING max(_kind) <> 1 OR min(_kind) <> 1"
         return (f"SELECT {', '.join(self.keys)}, max(CASE WHEN _elig = 1 THEN _seq END) AS _eligseq,"
-                f" {d.max_by('_pick', '_rank')} FILTER (WHERE _elig = 1) AS _wpick,"
+                " max(CASE WHEN _elig = 1 THEN _pick END) AS _wpick,"
                 f" sum(CASE WHEN _kind = 0 THEN 1 ELSE 0 END) AS _nchg,"
                 f" sum(CASE WHEN _kind = 0 AND _src = {STREAM} THEN 1 ELSE 0 END) AS _nstream,{floor}"
                 f" max(CASE WHEN _kind = 1 THEN _seq END) AS _maxseq, max(CASE WHEN _kind = 2 THEN _seq END) AS _tseq,"
