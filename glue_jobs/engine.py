@@ -1,7 +1,7 @@
 """What a kernel asks of an engine (DuckDB, Spark): read Parquet, define relations, fetch, write.
 
 ``kernel.run_kernel`` drives any engine through the same statements from
-``merge_sql``; everything engine-specific sits behind ``Engine``.
+``merge_sql`` and ``merge_output_sql``; everything engine-specific sits behind ``Engine``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from glue_jobs.kernel_model import FileGroup
-from glue_jobs.merge_sql import Dialect
+from glue_jobs.merge_dialect import Dialect
 from hybrid_ingest.lake import Lake
 
 
@@ -45,10 +45,19 @@ class PartitionWrites:
 
 class Engine(Protocol):
     dialect: Dialect
-    narrow_stored: bool  # MergeSql.narrow_stored: worth it where a semi-join is a cheap hash probe
+    clustered_writes: bool  # write_partitions filters ``removed`` and ``inserted`` by ``_part``: cluster them by it
+
+    @property
+    def narrow_stored(self) -> bool:
+        """``MergeSql.narrow_stored``: worth it where a semi-join is a cheap hash probe."""
 
     def source(self, lake: Lake, group: FileGroup) -> str:
         """A FROM-clause expression reading these Parquet files (all of ``group.schema``) in one scan."""
+
+    def row_ids(self, lake: Lake, groups: Sequence[FileGroup]) -> list[str] | None:
+        """Per group, an expression over ``source(lake, group)`` numbering its rows uniquely among all the groups
+        and identically on every read; None when the engine cannot (it then numbers them as it materialises).
+        """
 
     def define(self, name: str, sql: str, materialize: bool) -> None:
         """Make ``name`` a relation of the session (materialised when it is read more than once)."""

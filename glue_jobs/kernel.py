@@ -1,16 +1,18 @@
 """The kernel driver: (current partition rows, tombstones, incoming changes) -> new data files.
 
 ``run_kernel`` drives any ``engine.Engine`` through the same statements from
-``merge_sql``, in one of two plans with the same result:
+``merge_sql`` (the decisions) and ``merge_output_sql`` (the rows after them).
+Both plans decide alike, per key on narrow records (stored keys, not rows);
+they differ in how the stored rows are rewritten:
 
-* keys first (the default): the decisions from the stored rows' keys only, then
-  only the affected partitions are read in full and rewritten. Cheap when the
+* keys first (the default): the decisions' counts say which partitions are
+  affected, and only those are read in full and rewritten. Cheap when the
   changes touch few partitions.
-* one pass (``KernelJob.one_pass``): every stored row is read whole into the
-  decision pass, which then yields every partition's new rows and the next
-  tombstones in the same scan; only the affected partitions are kept. When
-  most partitions change anyway this saves reading them twice and a join (on
-  Spark, two shuffles and a job).
+* one pass (``KernelJob.one_pass``): every stored row is read whole into one
+  output statement, which yields every partition's new rows and the next
+  tombstones in the same write; only the partitions that changed are kept.
+  When most partitions change anyway this saves Spark the job that finds the
+  affected partitions before the write.
 
 Data files are written straight under the table's ``data/`` folder at paths
 from ``layout`` (``kernel_output``); nothing here touches the catalog, so they
@@ -28,30 +30,32 @@ import pyarrow as pa
 
 from glue_jobs import kernel_output as output
 from glue_jobs.engine import Engine
-from glue_jobs.kernel_inputs import current_rows, register_inputs
+from glue_jobs.kernel_inputs import change_groups, current_rows, register_inputs
 from glue_jobs.kernel_model import KernelJob, KernelResult
-from glue_jobs.merge_sql import TOMB_FOLDER, MergeSql
+from glue_jobs.merge_output_sql import TOMB_FOLDER, output_one_pass
+from glue_jobs.merge_sql import MergeSql
 from hybrid_ingest import iceberg, layout
 from hybrid_ingest.lake import Lake
+
+Metrics = Callable[[], dict[str, Any]]
 
 
 def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     """Merge and write: decisions, affected partitions, their new data files, the next tombstones."""
-    sql = MergeSql(job.spec, engine.dialect, job.params, narrow_stored=engine.narrow_stored)
-    register_inputs(engine, lake, job, sql)
-    if job.one_pass:
-        engine.define("cur_all", current_rows(engine, lake, job, sql, job.current), False)
-    for name, statement, materialize in sql.prelude(job.one_pass):
+    row_ids = engine.row_ids(lake, change_groups(job))
+    sql = MergeSql(job.spec, engine.dialect, job.params, narrow_stored=engine.narrow_stored,
+                   row_ids=row_ids is not None)
+    register_inputs(engine, lake, job, sql, row_ids)
+    for name, statement, materialize in sql.prelude():
         engine.define(name, statement, materialize)
     known = [p.value for p in job.current]
-    metrics = engine.observe("k", sql.decisions(job.one_pass), sql.metrics(known if job.one_pass else None),
-                             reused=not job.one_pass)
+    decided = engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True)
     result = KernelResult()
     _positions(engine, job, sql, result)
     if job.one_pass:
-        _one_pass(engine, lake, job, sql, result, metrics, known)
+        _one_pass(engine, lake, job, sql, result, decided, known)
     else:
-        _keys_first(engine, lake, job, sql, result, metrics)
+        _keys_first(engine, lake, job, sql, result, decided)
     return result
 
 
@@ -66,11 +70,18 @@ def _positions(engine: Engine, job: KernelJob, sql: MergeSql, result: KernelResu
 
 
 def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
-                metrics: Callable[[], dict[str, Any]]) -> None:
-    for name, statement, materialize in sql.views():
-        engine.define(name, statement, materialize)
-    found = metrics()
-    _decide(result, job, found, _affected(found, job))
+                decided: Metrics) -> None:
+    # an engine that writes partition by partition reads both relations filtered by ``_part``: clustered by it,
+    # each statement's filter skips the other partitions' blocks (DuckDB's zone maps)
+    order = " ORDER BY _part" if engine.clustered_writes else ""
+    views = {name: statement for name, statement, _ in sql.views()}
+    removed = engine.observe("removed", f"SELECT * FROM ({views['removed']}) v{order}", sql.removed_metrics(),
+                             reused=True)
+    inserted = engine.observe("inserted", f"SELECT * FROM ({views['inserted']}) v{order}", sql.inserted_metrics(),
+                              reused=True)
+    engine.define("tomb_next", views["tomb_next"], False)
+    found = {**decided(), **removed(), **inserted()}
+    _decide(result, job, found, [*_affected(found, "affected", job), *_affected(found, "removed_from", job)])
     if result.affected:
         output.write_affected(engine, lake, job, sql, result)
     if _tombstones_changed(result):
@@ -78,14 +89,23 @@ def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, resul
 
 
 def _one_pass(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
-              metrics: Callable[[], dict[str, Any]], known: list[Any]) -> None:
+              decided: Metrics, known: list[Any]) -> None:
+    engine.define("cur_all", current_rows(engine, lake, job, sql, job.current), False)
+    views = {name: statement for name, statement, _ in sql.views()}
+    engine.define("removed", views["removed"], False)
+    inserted = engine.observe("inserted", views["inserted"], sql.inserted_metrics(known), reused=False)
+    engine.define("tomb_next", views["tomb_next"], False)
     folder = layout.run_data_dir(job.spec.table, job.run_id)
-    written = engine.write(sql.output_one_pass(known), lake, folder, "_pdir", job.field_ids, job.rows_per_file,
+    written = engine.write(output_one_pass(sql, known), lake, folder, "_pdir", job.field_ids, job.rows_per_file,
                            job.compression)
-    found = metrics()
-    new = _affected(found, job)
+    found = {**decided(), **inserted()}
+    new = _affected(found, "affected", job)
     tokens = output.tokens(engine, sql, known, [v for v in new if v not in known])
-    changed = output.changed_partitions(lake, written, job, tokens)
+    footers = output.footers(lake, written)
+    # the output is the stored rows kept plus the upserts: what it lacks of the stored rows was removed
+    kept = sum(m.num_rows for metas in footers.values() for m in metas) - int(found.get("upserts") or 0)
+    found["rows_removed"] = sum(p.files.rows for p in job.current) - kept
+    changed = output.changed_partitions(footers, job, tokens)
     _decide(result, job, found, [*new, *changed])
     output.keep_affected(lake, written, tokens, result)
     if _tombstones_changed(result):
@@ -93,19 +113,20 @@ def _one_pass(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result:
     output.delete(lake, written.get(TOMB_FOLDER, []))
 
 
-def _affected(metrics: dict[str, Any], job: KernelJob) -> list[Any]:
-    """The partition values the decision metrics name, in the one Python form of ``hybrid_ingest.iceberg``."""
+def _affected(metrics: dict[str, Any], name: str, job: KernelJob) -> list[Any]:
+    """The partition values the metric ``name`` lists, in the one Python form of ``hybrid_ingest.iceberg``."""
     t = iceberg.partition_type(job.spec)
-    found = metrics.get("affected") or []
+    found = metrics.get(name) or []
     if isinstance(found, str):  # Spark: JSON of each value's text (``Dialect.distinct_list``)
         found = [iceberg.from_text(text, t or pa.int32()) for text in json.loads(found)]
     values = [iceberg.normalise_partition(v, t) for v in found]
-    return values + ([None] if int(metrics.get("affected_null") or 0) else [])
+    return values + ([None] if int(metrics.get(f"{name}_null") or 0) else [])
 
 
 def _decide(result: KernelResult, job: KernelJob, metrics: dict[str, Any], affected: Sequence[Any]) -> None:
     """The run's counts and affected partitions from the decision metrics."""
-    counts = {name: int(value or 0) for name, value in metrics.items() if not name.startswith("affected")}
+    counts = {name: int(value or 0) for name, value in metrics.items()
+              if not name.startswith(("affected", "removed_from"))}
     kept = counts.pop("tombstones_kept", 0)
     deletes = counts.setdefault("deletes", 0)
     for name in ("raw_rows", "upserts", "rows_removed"):

@@ -32,11 +32,15 @@ import pyarrow.fs as pafs
 from glue_jobs.engine import PartitionWrite, PartitionWrites
 from glue_jobs.kernel import run_kernel
 from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult
-from glue_jobs.merge_sql import Dialect
+from glue_jobs.merge_dialect import Dialect
 from hybrid_ingest import sqltext
 from hybrid_ingest.lake import Lake
 
 ROW_GROUP_SIZE = 122_880
+# ``row_ids``: group, file and row in one BIGINT (< 2**62, as ``MergeSql`` doubles it): 255 groups, 2**22 files
+# per group, 2**32 rows per file
+GROUP_SHIFT, FILE_SHIFT = 2**54, 2**32
+VIRTUAL_COLUMNS = frozenset({"file_index", "file_row_number"})
 
 
 def _copy_options(rows_per_file: int, compression: str, field_ids: Mapping[str, int]) -> list[str]:
@@ -69,6 +73,7 @@ class DuckDBEngine:
     temp_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="hybrid-ingest-duckdb-"))
     dialect: Dialect = field(default_factory=lambda: Dialect("duckdb"))
     narrow_stored: bool = True
+    clustered_writes: bool = True
 
     def __post_init__(self) -> None:
         if self.con is None:
@@ -90,6 +95,20 @@ class DuckDBEngine:
         self._datasets[name] = pads.dataset([lake.path(r) for r in rels], format="parquet", filesystem=lake.fs)
         self.db.register(name, self._datasets[name])
         return name
+
+    def row_ids(self, lake: Lake, groups: Sequence[FileGroup]) -> list[str] | None:
+        """The file's index in its group's list and the row's in its file (``read_parquet``'s virtual columns).
+
+        So the changes need not be materialised: each statement reads the columns
+        it needs straight from the files. None on a remote lake (read through
+        Arrow datasets, which have no such columns) or when a file has a column
+        of one of those names.
+        """
+        if lake.scheme != "file" or len(groups) * GROUP_SHIFT >= 2**62 or any(
+                VIRTUAL_COLUMNS & set(g.schema.names) or len(g.rels) >= GROUP_SHIFT // FILE_SHIFT for g in groups):
+            return None
+        return [f"CAST({i} AS BIGINT) * {GROUP_SHIFT} + CAST(file_index AS BIGINT) * {FILE_SHIFT}"
+                " + CAST(file_row_number AS BIGINT)" for i in range(len(groups))]
 
     def define(self, name: str, sql: str, materialize: bool) -> None:
         kind = "TABLE" if materialize else "VIEW"

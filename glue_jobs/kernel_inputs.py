@@ -1,6 +1,6 @@
 """The kernel's inputs as relations of the engine: changes, extracts, stored keys and rows, tombstones.
 
-Every input is projected onto the newest schema (``merge_sql.projection``), so
+Every input is projected onto the newest schema (``merge_projection.projection``), so
 files of any older schema version read alike.
 """
 
@@ -12,17 +12,17 @@ import pyarrow as pa
 
 from glue_jobs.engine import Engine
 from glue_jobs.kernel_model import FileGroup, KernelJob, Partition
-from glue_jobs.merge_sql import (
+from glue_jobs.merge_projection import (
     EXT_META_TYPES,
     FULL,
     INCREMENTAL,
     RAW_META,
     RAW_META_TYPES,
     TOMB_META_TYPES,
-    MergeSql,
     empty_relation,
     projection,
 )
+from glue_jobs.merge_sql import MergeSql
 from hybrid_ingest.lake import Lake
 
 
@@ -50,18 +50,34 @@ def partition_reads(engine: Engine, lake: Lake, sql: MergeSql, parts: Sequence[P
     return out
 
 
-def register_inputs(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql) -> None:
-    """Define raw_in, ext_in, cur_keys and tomb from the job's files, each projected on the newest schema."""
+def change_groups(job: KernelJob) -> list[FileGroup]:
+    """The file groups of the run's changes, raw then extracts, in the order ``register_inputs`` reads them."""
+    return [g for g in job.raw if g.rels] + [x.files for x in job.extracts if x.files.rels]
+
+
+def register_inputs(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql,
+                    row_ids: Sequence[str] | None = None) -> None:
+    """Define raw_in, ext_in, cur_keys and tomb from the job's files, each projected on the newest schema.
+
+    ``row_ids``: ``Engine.row_ids`` of ``change_groups(job)``, which then number
+    raw_in's and ext_in's rows as ``_rid``.
+    """
     spec, d = job.spec, engine.dialect
-    raw = [projection(spec, d, g.schema, engine.source(lake, g), RAW_META) for g in job.raw if g.rels]
-    engine.define("raw_in", _union(raw, empty_relation(spec, d, RAW_META_TYPES)), False)
+    rid: dict[str, pa.DataType] = {"_rid": pa.int64()} if row_ids is not None else {}
+    ids = iter(row_ids or ())
+
+    def numbered(extra: dict[str, str]) -> dict[str, str]:
+        return {**extra, "_rid": next(ids)} if row_ids is not None else extra
+
+    raw = [projection(spec, d, g.schema, engine.source(lake, g), RAW_META, numbered({})) for g in job.raw if g.rels]
+    engine.define("raw_in", _union(raw, empty_relation(spec, d, {**RAW_META_TYPES, **rid})), False)
     ext = [
         projection(spec, d, x.files.schema, engine.source(lake, x.files), (),
-                   {"_seq": f"CAST({x.as_of_seq} AS BIGINT)",
-                    "_src": str(FULL if x.mode == "full" else INCREMENTAL), "_xrank": str(x.rank)})
+                   numbered({"_seq": f"CAST({x.as_of_seq} AS BIGINT)",
+                             "_src": str(FULL if x.mode == "full" else INCREMENTAL), "_xrank": str(x.rank)}))
         for x in job.extracts if x.files.rels
     ]
-    engine.define("ext_in", _union(ext, empty_relation(spec, d, EXT_META_TYPES)), bool(ext))
+    engine.define("ext_in", _union(ext, empty_relation(spec, d, {**EXT_META_TYPES, **rid})), bool(ext))
     keys = ", ".join(sql.keys)
     cur = partition_reads(engine, lake, sql, job.current,
                           lambda _schema, source: f"SELECT {keys}, _seq, _part FROM {source}")

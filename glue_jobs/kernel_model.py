@@ -67,6 +67,14 @@ class KernelJob:
     # shard -> (highest position, newest source time) of the raw input when its footers tell; None: ask the rows
     positions: Mapping[str, tuple[str, dt.datetime | None]] | None = None
 
+    def decision_rows(self) -> int:
+        """At most how many rows the per-key decisions hold (``merge_sql.DECISIONS``): a key per change and
+        tombstone, and every stored row when a full extract may delete the keys it lacks."""
+        changes = sum(g.rows for g in self.raw) + sum(x.files.rows for x in self.extracts)
+        tombstones = self.tombstones.rows if self.tombstones is not None else 0
+        stored = sum(p.files.rows for p in self.current) if self.params.full_rank >= 0 else 0
+        return changes + tombstones + stored
+
 
 @dataclass(frozen=True)
 class WrittenFile:

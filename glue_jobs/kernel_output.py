@@ -6,7 +6,7 @@ own partitioned write, ``data/<run>/_pdir=<token>/``), so no partition value can
 make two files collide or a file leave the table's folder. Output folders are
 named by a *token* per partition (its index among the partitions the run
 knows, ``n`` for null, ``x`` + a hash for the one pass's new partitions; see
-``MergeSql.folder``) and mapped back to partition values here. Nothing is
+``merge_output_sql.folder``) and mapped back to partition values here. Nothing is
 visible before the driver's commit; files the run does not keep are deleted.
 """
 
@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from glue_jobs.engine import Engine, PartitionWrite, PartitionWrites
 from glue_jobs.kernel_inputs import current_rows
 from glue_jobs.kernel_model import KernelJob, KernelResult, Partition, WrittenFile
-from glue_jobs.merge_sql import NULL_FOLDER, TOMB_FOLDER, MergeSql
+from glue_jobs.merge_output_sql import NULL_FOLDER, TOMB_FOLDER, folder, output, partition_output
+from glue_jobs.merge_sql import MergeSql
 from hybrid_ingest import iceberg, layout
 from hybrid_ingest.lake import Lake
 
@@ -31,7 +32,7 @@ Files = Mapping[str, list[tuple[str, int]]]
 def tokens(engine: Engine, sql: MergeSql, known: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
     """Output folder token -> partition value, for ``known`` (by index) and ``new`` values (hashed by the engine).
 
-    The hash is the engine's own (``MergeSql.folder``), so it is asked of the
+    The hash is the engine's own (``merge_output_sql.folder``), so it is asked of the
     engine for each new value once, in one small query.
     """
     out: dict[str, Any] = {str(i): v for i, v in enumerate(known)}
@@ -39,7 +40,7 @@ def tokens(engine: Engine, sql: MergeSql, known: Sequence[Any], new: Sequence[An
         out[NULL_FOLDER] = None
     fresh = [v for v in new if v is not None]
     if fresh:
-        columns = ", ".join(f"{sql.folder(sql.part_literal(v), known)} AS c{i}" for i, v in enumerate(fresh))
+        columns = ", ".join(f"{folder(sql, sql.part_literal(v), known)} AS c{i}" for i, v in enumerate(fresh))
         (row,) = engine.fetch(f"SELECT {columns}")
         out.update({str(token): value for token, value in zip(row, fresh, strict=True)})
     return out
@@ -67,21 +68,16 @@ def partition_writes(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, 
 
     def combined() -> str:
         engine.define("cur_rows", current_rows(engine, lake, job, sql, parts), False)
-        return sql.output(affected)
+        return output(sql, affected)
 
     def each() -> list[PartitionWrite]:
-        # every partition's statement reads these two: computed once, and in partition order so that
-        # each statement's filter on ``_part`` skips the other partitions' blocks (DuckDB's zone maps)
-        for name, statement, _ in sql.views():
-            if name in ("removed", "inserted"):
-                engine.define(name, f"SELECT * FROM ({statement}) v ORDER BY _part", True)
         out = []
         order = sorted(range(len(affected)), key=lambda i: -_rows(current.get(affected[i])))
         for i in order:
             value = affected[i]
             stored = f"({current_rows(engine, lake, job, sql, [current[value]])})" if value in current else None
             out.append(PartitionWrite(str(i), layout.partition_data_dir(job.spec.table, key, _text(job, value)),
-                                      layout.data_file_prefix(job.run_id, i), sql.partition_output(value, stored)))
+                                      layout.data_file_prefix(job.run_id, i), partition_output(sql, value, stored)))
         return out
 
     return PartitionWrites(combined, each)
@@ -112,7 +108,14 @@ def delete(lake: Lake, files: Sequence[tuple[str, int]]) -> None:
         lake.delete_file(rel)
 
 
-def changed_partitions(lake: Lake, written: Files, job: KernelJob, tokens: Mapping[str, Any]) -> list[Any]:
+def footers(lake: Lake, written: Files) -> dict[str, list[pq.FileMetaData]]:
+    """The footers of a one-pass write's data files (not the tombstones'), by output folder token."""
+    return {token: [pq.read_metadata(lake.path(rel), filesystem=lake.fs) for rel, _ in files]
+            for token, files in written.items() if token != TOMB_FOLDER}
+
+
+def changed_partitions(footers: Mapping[str, list[pq.FileMetaData]], job: KernelJob, tokens: Mapping[str, Any]
+                       ) -> list[Any]:
     """The live partitions a one-pass write changed, from the written files' footers.
 
     A partition changed if its rows are not as many as before (rows removed or
@@ -123,8 +126,7 @@ def changed_partitions(lake: Lake, written: Files, job: KernelJob, tokens: Mappi
     by_value = {v: t for t, v in tokens.items()}
     changed: list[Any] = []
     for p in job.current:
-        files = written.get(by_value.get(p.value, ""), [])
-        metas = [pq.read_metadata(lake.path(rel), filesystem=lake.fs) for rel, _ in files]
+        metas = footers.get(by_value.get(p.value, ""), [])
         if sum(m.num_rows for m in metas) != p.files.rows or any(_stamped(m, job.params.merged_at) for m in metas):
             changed.append(p.value)
     return changed

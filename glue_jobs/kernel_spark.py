@@ -5,7 +5,11 @@ settings the kernel needs are set for the run and put back afterwards. Inputs ar
 read with ``spark.read.parquet`` from the lake's URIs, each group of files in one
 scan; relations become temp views, materialised ones
 as eager local checkpoints (see ``define``), released at the end; a run's counts
-are observed on the decision pass itself (see ``observe``). The output is
+are observed on the decisions themselves (see ``observe``). The per-key
+decisions (``merge_sql.DECISIONS``) are broadcast to the joins that read them
+when the run's bound on their rows fits ``broadcast_rows``: then the stored rows
+and the changes are never shuffled to meet them, only the narrow records that
+decide are, and the output once. The output is
 shuffled by partition so each partition's rows are written by one task into
 files capped at ``rows_per_file`` rows (``maxRecordsPerFile``): compaction toward
 the target size without a second pass. Every column carries its Iceberg field ID
@@ -26,7 +30,8 @@ from pyspark.sql import functions as F
 from glue_jobs.engine import PartitionWrites
 from glue_jobs.kernel import run_kernel
 from glue_jobs.kernel_model import FileGroup, KernelJob, KernelResult
-from glue_jobs.merge_sql import Dialect
+from glue_jobs.merge_dialect import Dialect
+from glue_jobs.merge_sql import DECISIONS
 from hybrid_ingest.lake import Lake, hidden
 
 SESSION_CONF = {
@@ -56,8 +61,14 @@ def _release_checkpoint(frame: DataFrame) -> None:
 @dataclass
 class SparkEngine:
     spark: Any
+    broadcast: bool = False  # broadcast the DECISIONS relations (and so read only the stored keys that changed)
     dialect: Dialect = field(default_factory=lambda: Dialect("spark"))
-    narrow_stored: bool = False
+    clustered_writes: bool = False
+
+    @property
+    def narrow_stored(self) -> bool:
+        """A semi-join of the stored keys with the changed ones is a cheap probe when the latter are broadcast."""
+        return self.broadcast
 
     def __post_init__(self) -> None:
         self._saved = {key: self.spark.conf.get(key, None) for key in SESSION_CONF}
@@ -84,6 +95,10 @@ class SparkEngine:
         self._views[rels] = name
         return name
 
+    def row_ids(self, lake: Lake, groups: Sequence[FileGroup]) -> list[str] | None:
+        """None: a file's row index is no column Spark can join on cheaply, so the changes are checkpointed."""
+        return None
+
     def define(self, name: str, sql: str, materialize: bool) -> None:
         """Materialised relations are local checkpoints, computed now, with their lineage cut.
 
@@ -97,6 +112,11 @@ class SparkEngine:
         if materialize:
             frame = frame.localCheckpoint(eager=True)
             self._checkpoints.append(frame)
+        self._register(name, frame)
+
+    def _register(self, name: str, frame: DataFrame) -> None:
+        if self.broadcast and name in DECISIONS:
+            frame = F.broadcast(frame)
         frame.createOrReplaceTempView(name)
 
     def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
@@ -111,7 +131,7 @@ class SparkEngine:
         if reused:
             frame = frame.localCheckpoint(eager=True)
             self._checkpoints.append(frame)
-        frame.createOrReplaceTempView(name)
+        self._register(name, frame)
         return lambda: dict(observation.get)
 
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
@@ -157,8 +177,8 @@ class SparkEngine:
                 self.spark.conf.set(key, value)
 
 
-def merge_spark(spark: Any, lake: Lake, job: KernelJob) -> KernelResult:
-    engine = SparkEngine(spark)
+def merge_spark(spark: Any, lake: Lake, job: KernelJob, broadcast_rows: int) -> KernelResult:
+    engine = SparkEngine(spark, broadcast=job.decision_rows() <= broadcast_rows)
     try:
         return run_kernel(engine, lake, job)
     finally:

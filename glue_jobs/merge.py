@@ -362,7 +362,7 @@ def _run_kernel(ctx: MergeContext, job: KernelJob, engine: str, settings: dict[s
     if engine == "spark":
         from glue_jobs.kernel_spark import merge_spark
 
-        return merge_spark(_spark(ctx), ctx.lake, job)
+        return merge_spark(_spark(ctx), ctx.lake, job, int(settings["spark_broadcast_rows"]))
     from glue_jobs.kernel_duckdb import merge_duckdb
 
     return merge_duckdb(ctx.lake, job, memory_limit=str(settings["duckdb_memory_limit"]))

@@ -2,17 +2,18 @@
 
 Writing the rules once is how the DuckDB and PySpark kernels keep identical
 semantics: each kernel only registers its inputs under the relation names below
-(``raw_in``, ``ext_in``, ``cur_keys`` or ``cur_all``, ``tomb``, later ``cur_rows``),
-runs these statements in order, and writes their output. The SQL uses the subset
-both engines share (window functions, ``EXISTS``, ``CASE``, ``UNION ALL``); only
-type names, literals, row numbering and a few aggregates differ, through ``Dialect``.
+(``raw_in``, ``ext_in``, ``cur_keys``, ``tomb``; ``cur_rows``/``cur_all`` for the
+output), runs these statements in order, and writes their output
+(``merge_output_sql``). The SQL uses the subset both engines share; type names,
+literals and a few functions differ through ``merge_dialect.Dialect``.
 
-Every decision comes from one pass grouped by key (``decisions``): the changes,
-the key's stored rows and its tombstone are one relation, and window functions
-over each key give the winner and whether it applies. A join-based plan needs a
-shuffle per join on Spark; this needs one. The same pass serves both kernel plans
-(``kernel.py``): keys first (narrow records; the winners' rows are fetched by row
-number afterwards) and one pass (whole rows; the output comes straight from it).
+Every decision is made per key, on narrow records (keys, seqs, positions, the
+row number of a change), by a hash aggregate: the decisions ``d`` are one row
+per key that has a change or a tombstone. Rows are never carried through the
+decision: the winners' rows are joined back by row number (``inserted``) and the
+stored rows are matched by key (``removed``). On DuckDB an aggregate costs a
+fraction of a window over the same records; on Spark only narrow records are
+shuffled for the decision, and the decisions are small enough to broadcast.
 
 The rules (DESIGN.md "Merge semantics"):
 
@@ -39,6 +40,14 @@ The rules (DESIGN.md "Merge semantics"):
 * A key whose partition value changes is removed from its old partition and
   inserted into its new one; every stored copy but the surviving row is removed.
 
+How the winner is found without sorting: a key with one change needs no
+order at all, the aggregate just keeps that change (if eligible). The keys
+with several changes, where the tie rule's full order (seq, source, extract,
+Kinesis position) decides and where a redelivered record must count once, are
+decided again by a window over their changes alone (``mw``), which overrides
+the aggregate's pick. Most keys change once between two runs, so the window
+sorts few records.
+
 Partitions: ``_part`` is a row's Iceberg partition value (the transform of its
 partition column, typed; see ``hybrid_ingest.iceberg.partition_type``), null for
 a null column and for every row of an unpartitioned table. Partition values are
@@ -50,156 +59,20 @@ column called ``order`` or a value holding quotes round-trips.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from hybrid_ingest import sqltext
-from hybrid_ingest.convert import arrow_schema, default_value
+from glue_jobs.merge_dialect import Dialect
+from glue_jobs.merge_projection import FULL, RAW_META_TYPES, STREAM, TOMB_META_TYPES
 from hybrid_ingest.iceberg import partition_type
 from hybrid_ingest.tables import TableSpec
 
-STREAM, INCREMENTAL, FULL = 0, 1, 2
-NULL_FOLDER = "n"  # the output folder of the null partition (every other folder is an index or x + a hash)
-TOMB_FOLDER = "t"  # the one-pass output folder of the next tombstones
-RAW_META = ("_op", "_seq", "_op_ts", "_shard", "_kpos")
-CURATED_META = ("_seq", "_op_ts", "_merged_at")
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the engines' SQL: type names, literals and date formatting."""
-
-    name: sqltext.SqlDialect  # "duckdb" or "spark"
-
-    def type(self, t: pa.DataType) -> str:
-        spark = self.name == "spark"
-        if pa.types.is_int64(t):
-            return "BIGINT"
-        if pa.types.is_int32(t):
-            return "INT" if spark else "INTEGER"
-        if pa.types.is_float32(t):
-            return "FLOAT"
-        if pa.types.is_float64(t):
-            return "DOUBLE"
-        if pa.types.is_boolean(t):
-            return "BOOLEAN"
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return "STRING" if spark else "VARCHAR"
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-            return "BINARY" if spark else "BLOB"
-        if pa.types.is_decimal(t):
-            return f"DECIMAL({t.precision},{t.scale})"
-        if pa.types.is_date32(t):
-            return "DATE"
-        if pa.types.is_timestamp(t):
-            return "TIMESTAMP" if spark else "TIMESTAMPTZ"
-        raise ValueError(f"no SQL type for Arrow type {t}")
-
-    def string(self, value: str) -> str:
-        return sqltext.string(value, self.name)
-
-    def ident(self, name: str) -> str:
-        return sqltext.ident(name, self.name)
-
-    def literal(self, value: Any, t: pa.DataType) -> str:
-        sql_type = self.type(t)
-        if value is None:
-            return f"CAST(NULL AS {sql_type})"
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, bytes):
-            return f"{'unhex' if self.name == 'spark' else 'from_hex'}({self.string(value.hex())})"
-        if isinstance(value, dt.datetime):
-            stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-            return f"CAST({self.string(stamp.astimezone(dt.UTC).isoformat())} AS {sql_type})"
-        if isinstance(value, int | float | decimal.Decimal | dt.date):
-            return f"CAST({self.string(str(value))} AS {sql_type})"
-        return f"CAST({self.string(str(value))} AS {sql_type})"
-
-    @property
-    def rid(self) -> str:
-        """The column that numbers the rows of a materialised relation made by ``numbered``."""
-        return "_rid" if self.name == "spark" else "rowid"
-
-    def numbered(self, select: str) -> str:
-        """``select`` with a row number ``rid`` once materialised: DuckDB tables have ``rowid`` already."""
-        return f"SELECT *, monotonically_increasing_id() AS _rid FROM ({select}) c" if self.name == "spark" else select
-
-    def distinct_list(self, expr: str, t: pa.DataType) -> str:
-        """An aggregate: the distinct non-null values of ``expr`` (of type ``t``) as a list.
-
-        DuckDB returns typed values. Spark's observed metrics cannot carry an array
-        to Python, so there the list is JSON of each value's text (hex for
-        binary), which ``hybrid_ingest.iceberg.from_text`` reads back exactly.
-        """
-        if self.name == "spark":
-            text = f"hex({expr})" if pa.types.is_binary(t) else f"CAST({expr} AS STRING)"
-            return f"to_json(collect_set({text}))"
-        return f"coalesce(list(DISTINCT {expr}) FILTER (WHERE {expr} IS NOT NULL), [])"
-
-    def transform(self, column: str, granularity: str) -> str:
-        """Iceberg's day, month or year transform of a date or timestamp (the session's time zone is UTC)."""
-        if granularity == "day":
-            return f"CAST({column} AS DATE)"
-        years = f"(year({column}) - 1970)"
-        if granularity == "year":
-            return f"CAST({years} AS INT)"
-        return f"CAST({years} * 12 + month({column}) - 1 AS INT)"
-
-    def same(self, a: str, b: str) -> str:
-        """Null-safe equality (two null partition values are the same partition)."""
-        return f"{a} IS NOT DISTINCT FROM {b}"
-
-
-def projection(spec: TableSpec, dialect: Dialect, file_schema: pa.Schema, source: str,
-               meta: Sequence[str], extra: Mapping[str, str] | None = None) -> str:
-    """Select the newest schema's columns from files of any older schema version.
-
-    A column the files lack reads as the field's Avro default (or null), a column
-    whose type was promoted (int -> long, float -> double) is cast; columns the
-    newest schema dropped are not selected. ``meta`` columns are taken as they are.
-    """
-    target = arrow_schema(spec)
-    present = {f.name: f.type for f in file_schema}
-    exprs: list[str] = []
-    for field in target:
-        name = dialect.ident(field.name)
-        if field.name in present:
-            if present[field.name] == field.type or _same_time_type(present[field.name], field.type):
-                exprs.append(name)
-            else:
-                exprs.append(f"CAST({name} AS {dialect.type(field.type)}) AS {name}")
-        else:
-            _, default = default_value(spec.field(field.name))
-            exprs.append(f"{dialect.literal(default, field.type)} AS {name}")
-    exprs.extend(meta)
-    exprs.extend(f"{expr} AS {name}" for name, expr in (extra or {}).items())
-    return f"SELECT {', '.join(exprs)} FROM {source}"
-
-
-def _same_time_type(a: pa.DataType, b: pa.DataType) -> bool:
-    return bool(pa.types.is_timestamp(a) and pa.types.is_timestamp(b))
-
-
-def empty_relation(spec: TableSpec, dialect: Dialect, meta: Mapping[str, pa.DataType],
-                   only: Sequence[str] | None = None) -> str:
-    """A typed relation with no rows, for inputs that have no files this run."""
-    cols = [f"{dialect.literal(None, f.type)} AS {dialect.ident(f.name)}" for f in arrow_schema(spec)
-            if only is None or f.name in only]
-    cols += [f"{dialect.literal(None, t)} AS {name}" for name, t in meta.items()]
-    return f"SELECT {', '.join(cols)} WHERE 1 = 0"
-
-
-RAW_META_TYPES: dict[str, pa.DataType] = {
-    "_op": pa.string(), "_seq": pa.int64(), "_op_ts": pa.timestamp("us", tz="UTC"),
-    "_shard": pa.string(), "_kpos": pa.string(),
-}
-EXT_META_TYPES: dict[str, pa.DataType] = {"_seq": pa.int64(), "_src": pa.int32(), "_xrank": pa.int32()}
-TOMB_META_TYPES: dict[str, pa.DataType] = {"_seq": pa.int64(), "deleted_at": pa.timestamp("us", tz="UTC")}
+# Relations as large as the run's changes and tombstones, not as the table (unless a full extract
+# deletes the keys it lacks, see ``KernelJob.decision_rows``): an engine may broadcast them to the joins.
+DECISIONS = frozenset({"chg_keys", "multi", "mw", "d", "removed"})
 
 
 @dataclass(frozen=True)
@@ -220,7 +93,8 @@ class MergeSql:
     spec: TableSpec
     dialect: Dialect
     params: MergeParams
-    narrow_stored: bool = False  # read only the stored keys that have a change (cheap hash semi-join engines)
+    narrow_stored: bool = False  # read only the stored keys that have a change (a cheap semi-join)
+    row_ids: bool = False  # raw_in and ext_in carry a stable, unique ``_rid`` (see ``Engine.row_ids``)
 
     @property
     def keys(self) -> list[str]:
@@ -247,6 +121,9 @@ class MergeSql:
 
     def key_eq(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{k} = {b}.{k}" for k in self.keys)
+
+    def key_cols(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{k}" for k in self.keys)
 
     def partition_expr(self, alias: str = "") -> str:
         """A row's partition value: Iceberg's transform of the partition column (null stays null)."""
@@ -278,245 +155,196 @@ class MergeSql:
         prefix = f"{alias}." if alias else ""
         return ", ".join(f"{prefix}{c}" for c in self.row_columns)
 
-    def _payload(self, one_pass: bool) -> list[str]:
-        """The row columns a record carries into the decision pass.
+    @property
+    def _full(self) -> str:
+        """A change is a row of the full extract that set this run's floor."""
+        return f"_src = {FULL} AND _xrank = {self.params.full_rank}"
 
-        One pass needs whole rows (it writes from that pass). Keys first carries the
-        key and the partition column only, and ``inserted`` fetches the winners'
-        rows from ``chg`` by ``_rid``: a narrow pass sorts far less (on DuckDB, half
-        the time at a million changes).
-        """
-        if one_pass:
-            return self.row_columns
-        part = self.spec.partition
-        column = self.dialect.ident(part.column) if part is not None else None
-        extra = [column] if column is not None and column not in self.keys else []
-        return [*self.keys, *extra]
+    @property
+    def _elig(self) -> str:
+        """A change is eligible if above the floor, or a row of the full extract that set it."""
+        return f"CASE WHEN _seq > {self.params.floor} OR ({self._full}) THEN 1 ELSE 0 END"
 
-    def _null_rest(self, columns: Sequence[str]) -> str:
-        """``columns`` (quoted) with everything but the key NULL (the row of a key-only record)."""
-        types = {self.dialect.ident(f.name): f.type for f in arrow_schema(self.spec)}
-        return ", ".join(c if c in self.keys else f"{self.dialect.literal(None, types[c])} AS {c}" for c in columns)
-
-    def _changes(self, one_pass: bool) -> str:
+    def _changes(self) -> str:
         """The candidate changes: raw changes above the per-shard watermark and the extracts' rows.
 
-        Keys first numbers them (``Dialect.numbered``) in a materialised relation, so
-        the number is stable for the join that fetches the winners' rows.
+        Each has a number, ``_rid``, by which ``inserted`` fetches the winners'
+        rows: the inputs' own with ``row_ids`` (then the changes are a view, read
+        again by each statement), else one given when they are materialised.
         """
         ts, text = self.dialect.literal(None, RAW_META_TYPES["_op_ts"]), self.dialect.literal(None, pa.string())
-        changes = (f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos, _shard"
+        rid = ", _rid" if self.row_ids else ""
+        changes = (f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos, _shard{rid}"
                    f" FROM raw_in WHERE _kpos > {self.watermark_expr()}"
                    f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq, {ts} AS _op_ts, _src, _xrank,"
-                   f" '' AS _kpos, {text} AS _shard FROM ext_in")
-        return changes if one_pass else self.dialect.numbered(changes)
+                   f" '' AS _kpos, {text} AS _shard{rid} FROM ext_in")
+        return changes if self.row_ids else self.dialect.numbered(changes)
 
-    def _records(self, one_pass: bool) -> str:
-        """Every record that bears on a key's decision, in one relation: changes, stored rows, tombstones.
+    def _pick(self, alias: str) -> str:
+        """A change's row number and whether it is a delete, as one number (``_wpick``): one aggregate finds both."""
+        return f"{alias}._rid * 2 + CASE WHEN {alias}._op = 'd' THEN 1 ELSE 0 END"
 
-        ``_kind`` says which (0 change, 1 stored row, 2 tombstone). One relation lets
-        a single pass grouped by key decide everything. Stored rows come from
-        ``cur_keys`` (keys only) unless ``one_pass``, where ``cur_all`` brings
-        them whole so the same pass also yields the new rows. With
+    def _records(self) -> str:
+        """Every record that bears on a key's decision, narrow: changes, stored keys, tombstones.
+
+        ``_kind`` says which (0 change, 1 stored row, 2 tombstone). With
         ``narrow_stored`` only the stored keys that have a change are read, which
         is exact unless a full extract deletes absent keys (then all are needed).
         """
         d = self.dialect
-        ts, text, num = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.string()), d.literal(None, pa.int32())
-        big, part = d.literal(None, pa.int64()), self.part_literal(None)
-        payload = self._payload(one_pass)
-        cols = ", ".join(payload)
-        no_meta = (f"{text} AS _op, _seq, {{op_ts}} AS _op_ts, {num} AS _src, {num} AS _xrank, {text} AS _kpos,"
-                   f" {text} AS _shard, {big} AS _rid")
-        rid = big if one_pass else d.rid
-        if one_pass:
-            stored = (f"SELECT {cols}, {no_meta.format(op_ts='_op_ts')}, _merged_at, _part,"
-                      f" {ts} AS _deleted_at, 1 AS _kind FROM cur_all")
-        else:
-            source = "cur_keys"
-            if self.narrow_stored and self.params.full_rank < 0:
-                source = f"(SELECT * FROM cur_keys c WHERE EXISTS (SELECT 1 FROM chg x WHERE {self.key_eq('x', 'c')}))"
-            stored = (f"SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at, _part,"
-                      f" {ts} AS _deleted_at, 1 AS _kind FROM {source}")
-        return (f"SELECT {cols}, _op, _seq, _op_ts, _src, _xrank, _kpos, _shard, {rid} AS _rid, {ts} AS _merged_at,"
-                f" {part} AS _part, {ts} AS _deleted_at, 0 AS _kind FROM chg"
-                f" UNION ALL {stored}"
-                f" UNION ALL SELECT {self._null_rest(payload)}, {no_meta.format(op_ts=ts)}, {ts} AS _merged_at,"
-                f" {part} AS _part, deleted_at AS _deleted_at, 2 AS _kind FROM tomb")
+        keys = ", ".join(self.keys)
+        ts, big = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.int64())
+        full = f", CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full" if self.params.full_rank >= 0 else ""
+        rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {d.literal(None, pa.int32())} AS _src, {big} AS _pick"
+        stored = "cur_keys"
+        if self._narrowed:
+            stored = f"(SELECT {self.key_cols('c')}, c._seq FROM cur_keys c {d.semi_join} chg_keys x" \
+                     f" ON {self.key_eq('x', 'c')})"
+        return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._pick('c')} AS _pick,"
+                f" {ts} AS _deleted_at FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at FROM {stored} s"
+                f" UNION ALL SELECT {keys}, 2 AS _kind, _seq, {rest}, deleted_at AS _deleted_at FROM tomb")
 
-    def prelude(self, one_pass: bool) -> list[tuple[str, str, bool]]:
-        """(name, select, materialise) before the decisions: ``chg``, materialised when read twice."""
-        return [("chg", self._changes(one_pass), not one_pass)]
+    @property
+    def _narrowed(self) -> bool:
+        return self.narrow_stored and self.params.full_rank < 0
 
-    def decisions(self, one_pass: bool) -> str:
-        """``k``: every record with its key's decision, from one pass grouped by key.
+    def _per_key(self) -> str:
+        """``dk``: one row per key from a hash aggregate over its records.
 
-        One shuffle on Spark, one partitioned sort on DuckDB. Per record: its key's
-        winner rank (``_rn``), the winning seq (``_wseq``, a virtual delete's floor
-        when no change is eligible), the stored and tombstone seqs, whether the
-        key's winner applies (``_applied``) and whether the record repeats a
-        Kinesis record already seen (``_dup``). Everything after is a filter of ``k``.
+        ``_wpick``: the ``_pick`` of its change if that is eligible (a key with
+        several changes is decided by ``_multi``); ``_nchg``/``_nstream``:
+        its changes and stream changes; ``_maxseq``/``_tseq``: the highest stored
+        and tombstone seqs; ``_ntomb``: its tombstones inside the retention window.
+        Keys with only stored rows decide nothing and are left out, unless a full
+        extract may delete them.
         """
-        p = self.params
+        d, p = self.dialect, self.params
+        cutoff = d.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
+        floor = (" min(CASE WHEN _kind = 1 THEN _seq END) AS _minseq, max(_full) AS _infull,"
+                 if p.full_rank >= 0 else "")
+        # narrowed, every stored record has a change beside it
+        having = "" if p.full_rank >= 0 or self._narrowed else " HAVING max(_kind) <> 1 OR min(_kind) <> 1"
+        return (f"SELECT {', '.join(self.keys)}, max(CASE WHEN _elig = 1 THEN _seq END) AS _eligseq,"
+                " max(CASE WHEN _elig = 1 THEN _pick END) AS _wpick,"
+                f" sum(CASE WHEN _kind = 0 THEN 1 ELSE 0 END) AS _nchg,"
+                f" sum(CASE WHEN _kind = 0 AND _src = {STREAM} THEN 1 ELSE 0 END) AS _nstream,{floor}"
+                f" max(CASE WHEN _kind = 1 THEN _seq END) AS _maxseq, max(CASE WHEN _kind = 2 THEN _seq END) AS _tseq,"
+                f" sum(CASE WHEN _kind = 2 AND _deleted_at >= {cutoff} THEN 1 ELSE 0 END) AS _ntomb"
+                f" FROM ({self._records()}) r GROUP BY {', '.join(self.keys)}{having}")
+
+    def _multi(self) -> str:
+        """``mw``: the keys with several changes, decided by the tie rule in full and their duplicates found.
+
+        A window over those keys' changes alone: the first in the tie rule's order
+        wins, and a stream change whose predecessor in that order has its shard
+        and position is a redelivery of the same Kinesis record (``_dup``), so it
+        counts once in ``_raw``.
+        """
         ordered = (f"PARTITION BY {', '.join(self.keys)} ORDER BY _elig DESC, _seq DESC, _src DESC NULLS LAST,"
                    " _xrank DESC NULLS LAST, _kpos ASC NULLS LAST, _shard ASC NULLS LAST")
-        # the key's whole group under the same ordering: one window operator (one sort) serves all
-        by_key = f"{ordered} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-        full = f"_src = {FULL} AND _xrank = {p.full_rank}"
-        virtual = (f"CASE WHEN _infull = 0 AND _minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
+        changes = (f"SELECT {self.key_cols('c')}, {self._pick('c')} AS _pick, c._src, c._xrank, c._seq, c._kpos,"
+                   f" c._shard FROM chg c {self.dialect.semi_join} multi m ON {self.key_eq('m', 'c')}")
+        windowed = (f"SELECT {', '.join(self.keys)}, _pick, _src, row_number() OVER ({ordered}) AS _rn,"
+                    f" CASE WHEN lag(_shard) OVER ({ordered}) = _shard AND lag(_kpos) OVER ({ordered}) = _kpos"
+                    f" THEN 1 ELSE 0 END AS _dup FROM (SELECT *, {self._elig} AS _elig FROM ({changes}) c) e")
+        return (f"SELECT {', '.join(self.keys)}, 1 AS _m, max(CASE WHEN _rn = 1 THEN _pick END) AS _wpick,"
+                f" sum(CASE WHEN _src = {STREAM} AND _dup = 0 THEN 1 ELSE 0 END) AS _raw"
+                f" FROM ({windowed}) w GROUP BY {', '.join(self.keys)}")
+
+    def prelude(self) -> list[tuple[str, str, bool]]:
+        """(name, select, materialise) before the decisions: the changes, and the per-key aggregate."""
+        keys = ", ".join(self.keys)
+        return [("chg", self._changes(), not self.row_ids), ("chg_keys", f"SELECT {keys} FROM chg", False),
+                ("dk", self._per_key(), True), ("multi", f"SELECT {keys} FROM dk WHERE _nchg > 1", False),
+                ("mw", self._multi(), False)]
+
+    def decisions(self) -> str:
+        """``d``: every key's decision, one row per key, as flags every later statement reads.
+
+        ``_wseq`` is the winning seq (a virtual delete's floor when no change is
+        eligible), ``_applied`` whether it beats the stored row and the tombstone,
+        ``_upsert``/``_delete`` what the key's winner does, ``_raw`` its stream
+        changes counted once.
+        """
+        p = self.params
+        virtual = (f"CASE WHEN k._infull = 0 AND k._minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
                    if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
-        # whole-group aggregates cost per record: the eligible seq is the first record's (eligible ones sort
-        # first, highest seq first), and what only a full extract's virtual deletes read is left out without one.
-        # first_value shares the whole-group frame: a running frame is one more frame kind for Spark's window
-        # operator, and its RANGE default compares every record's six order keys with its neighbour's.
-        floor_aggregates = (f" min(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _minseq,"
-                            f" max(CASE WHEN _kind = 0 AND {full} THEN 1 ELSE 0 END) OVER ({by_key}) AS _infull,"
-                            if p.full_rank >= 0 else "")
-        windowed = (
-            f"SELECT *, row_number() OVER ({ordered}) AS _rn,"
-            f" CASE WHEN _kind = 0 AND _src = {STREAM} AND lag(_shard) OVER ({ordered}) = _shard"
-            f" AND lag(_kpos) OVER ({ordered}) = _kpos THEN 1 ELSE 0 END AS _dup,"
-            f" first_value(CASE WHEN _elig = 1 THEN _seq END) OVER ({by_key}) AS _eligseq,{floor_aggregates}"
-            f" max(CASE WHEN _kind = 1 THEN _seq END) OVER ({by_key}) AS _maxseq,"
-            f" max(CASE WHEN _kind = 2 THEN _seq END) OVER ({by_key}) AS _tseq"
-            f" FROM (SELECT *, CASE WHEN _kind = 0 AND (_seq > {p.floor} OR ({full})) THEN 1 ELSE 0 END AS _elig"
-            f" FROM ({self._records(one_pass)}) r) e"
-        )
-        decided = (
-            f"SELECT *, CASE WHEN _wseq > coalesce(_maxseq, -1) AND _wseq > coalesce(_tseq, -1)"
-            f" THEN 1 ELSE 0 END AS _applied"
-            f" FROM (SELECT *, coalesce(_eligseq, {virtual}) AS _wseq,"
-            f" CASE WHEN _eligseq IS NULL AND {virtual} IS NOT NULL THEN 1 ELSE 0 END AS _vdel FROM ({windowed}) w) v"
-        )
-        # what happens to each record, computed once here so every later statement reads flags
-        upsert = "_rn = 1 AND _applied = 1 AND _elig = 1 AND _op <> 'd'"
-        cutoff = self.dialect.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
-        # only what later statements read: the positions (``_kpos``, ``_shard``) and helper seqs stay behind
-        kept = (f"{', '.join(self._payload(one_pass))}, _op, _seq, _op_ts, _src, _xrank, _rid, _merged_at, _part,"
-                " _deleted_at, _kind, _rn, _elig, _dup, _vdel, _applied")
-        return (
-            f"SELECT {kept}, CASE WHEN {upsert} THEN 1 ELSE 0 END AS _upsert,"
-            f" CASE WHEN _rn = 1 AND _applied = 1 AND ((_elig = 1 AND _op = 'd') OR _vdel = 1)"
-            f" THEN 1 ELSE 0 END AS _delete,"
-            # stored rows of keys with a decision go: every copy when it applies, else the stale duplicates
-            f" CASE WHEN _kind = 1 AND _wseq IS NOT NULL AND (_applied = 1 OR _seq < _maxseq)"
-            f" THEN 1 ELSE 0 END AS _removed,"
-            f" CASE WHEN _kind = 2 AND _deleted_at >= {cutoff} AND _applied = 0 THEN 1 ELSE 0 END AS _kept_tomb,"
-            f" CASE WHEN {upsert} THEN {self.partition_expr()} END AS _newpart"
-            f" FROM ({decided}) d"
-        )
+        pick = "CASE WHEN m._m IS NULL THEN k._wpick ELSE m._wpick END"
+        joined = (f"SELECT {self.key_cols('k')}, k._eligseq, {self.dialect.div(pick, '2')} AS _wrid,"
+                  f" {pick} % 2 AS _wdel,"
+                  " CASE WHEN m._m IS NULL THEN k._nstream ELSE m._raw END AS _raw, k._maxseq, k._tseq, k._ntomb,"
+                  f" coalesce(k._eligseq, {virtual}) AS _wseq,"
+                  f" CASE WHEN k._eligseq IS NULL AND {virtual} IS NOT NULL THEN 1 ELSE 0 END AS _vdel"
+                  f" FROM dk k LEFT JOIN mw m ON {self.key_eq('m', 'k')}")
+        applied = (f"SELECT *, CASE WHEN _wseq > coalesce(_maxseq, -1) AND _wseq > coalesce(_tseq, -1)"
+                   f" THEN 1 ELSE 0 END AS _applied FROM ({joined}) j")
+        return (f"SELECT *, CASE WHEN _applied = 1 AND _eligseq IS NOT NULL AND _wdel = 0 THEN 1 ELSE 0 END"
+                " AS _upsert, CASE WHEN _applied = 1 AND ((_eligseq IS NOT NULL AND _wdel = 1) OR _vdel = 1)"
+                f" THEN 1 ELSE 0 END AS _delete FROM ({applied}) a")
+
+    def removed(self) -> str:
+        """The stored rows that go, as (key, partition): every copy when the key's winner applies, else the
+        stale duplicates of a key that a crashed run left in two partitions."""
+        return (f"SELECT {self.key_cols('c')}, c._part FROM cur_keys c JOIN d ON {self.key_eq('d', 'c')}"
+                " WHERE d._wseq IS NOT NULL AND (d._applied = 1 OR c._seq < d._maxseq)")
 
     def views(self) -> list[tuple[str, str, bool]]:
-        """The keys-first decisions as relations: ``removed``, ``inserted``, ``tomb_next``."""
+        """The decisions as the relations the output reads: ``removed``, ``inserted``, ``tomb_next``."""
         p = self.params
         keys = ", ".join(self.keys)
+        cutoff = self.dialect.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
         return [
-            ("removed", f"SELECT {keys}, _part FROM k WHERE _removed = 1", False),
-            ("inserted", f"SELECT {self.cols('c')}, k._seq, k._op_ts, k._newpart AS _part"
-                         f" FROM k JOIN chg c ON c.{self.dialect.rid} = k._rid WHERE k._upsert = 1", False),
+            ("removed", self.removed(), False),
+            ("inserted", f"SELECT {self.cols('c')}, c._seq, c._op_ts, {self.partition_expr('c')} AS _part"
+                         f" FROM d JOIN chg c ON c._rid = d._wrid WHERE d._upsert = 1", False),
             ("tomb_next",
-             f"SELECT {keys}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _seq END AS _seq,"
-             f" {self.merged_at} AS deleted_at FROM k WHERE _delete = 1"
-             f" UNION ALL SELECT {keys}, _seq, _deleted_at AS deleted_at FROM k WHERE _kept_tomb = 1", False),
+             f"SELECT {keys}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _wseq END AS _seq,"
+             f" {self.merged_at} AS deleted_at FROM d WHERE _delete = 1"
+             f" UNION ALL SELECT {self.key_cols('t')}, t._seq, t.deleted_at FROM tomb t JOIN d"
+             f" ON {self.key_eq('d', 't')} WHERE t.deleted_at >= {cutoff} AND d._applied = 0", False),
         ]
 
     def stage1(self) -> list[tuple[str, str, bool]]:
         """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
-        return [*self.prelude(False), ("k", self.decisions(False), True), *self.views()]
+        return [*self.prelude(), ("d", self.decisions(), True), *self.views()]
 
-    def metrics(self, known: Sequence[Any] | None = None) -> list[tuple[str, str]]:
-        """(name, aggregate over ``k``): the counts only the pass knows, and the affected partitions.
+    def decision_metrics(self) -> list[tuple[str, str]]:
+        """(name, aggregate over ``d``): the run's counts.
 
-        Plain aggregates with no grouping, so an engine can compute them while ``k``
-        streams into a write (Spark's ``observe``) instead of in a pass of their own.
-        Every aggregate is work per record, so counts the input files' footers give
-        (extract rows, tombstones before) are left to the kernel. ``affected`` is
-        the list of non-null partition values touched, ``affected_null`` whether
-        the null partition is. With ``known`` (the one pass, which writes every
-        partition anyway) they hold only the upserts' partitions outside
-        ``known``: which known ones changed, the written files' footers tell
-        (``kernel_output.changed_partitions``), and a set of every record's
-        partition cost a Spark pass 20% of its time.
+        Plain aggregates with no grouping, so an engine can compute them while ``d``
+        is materialised (Spark's ``observe``). Counts the input files' footers give
+        (extract rows, tombstones before) are left to the kernel.
         """
-        counts = {
-            "raw_rows": f"CASE WHEN _kind = 0 AND _src = {STREAM} AND _dup = 0 THEN 1 ELSE 0 END",
-            "upserts": "_upsert",
-            "deletes": "_delete",
-            "rows_removed": "_removed",
-            "tombstones_kept": "_kept_tomb",
-        }
+        counts = {"raw_rows": "_raw", "upserts": "_upsert", "deletes": "_delete",
+                  "tombstones_kept": "CASE WHEN _applied = 0 THEN _ntomb ELSE 0 END"}
         if self.params.full_rank >= 0:  # a full extract's virtual deletes (its own rows are snapshot reads)
             counts["full_extract_deletes"] = "_vdel * _delete"
-        out = [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
+        return self._counts(counts)
+
+    def inserted_metrics(self, known: Sequence[Any] | None = None) -> list[tuple[str, str]]:
+        """(name, aggregate over ``inserted``): ``affected``, the partitions the upserts go to (non-null values;
+        ``affected_null``: the null partition). With ``known`` (the one pass, which writes every partition
+        anyway) only those outside ``known``: which known ones changed, the written files' footers tell
+        (``kernel_output.changed_partitions``)."""
         if known is None:
-            touched = "(_removed = 1 OR _upsert = 1)"
-            parts = "CASE WHEN _removed = 1 THEN _part ELSE _newpart END"
-        else:
-            touched = f"(_upsert = 1 AND NOT {self.in_parts('_newpart', known)})"
-            parts = "_newpart"
-        return [*out, ("affected", self.dialect.distinct_list(f"CASE WHEN {touched} THEN {parts} END", self.part_type)),
-                ("affected_null", f"CAST(coalesce(max(CASE WHEN {touched} AND {parts} IS NULL THEN 1 END), 0) AS INT)")]
+            return self._partitions("affected", "_part", "_part IS NULL")
+        outside = f"NOT {self.in_parts('_part', known)}"
+        return self._partitions("affected", f"CASE WHEN {outside} THEN _part END", f"{outside} AND _part IS NULL")
+
+    def removed_metrics(self) -> list[tuple[str, str]]:
+        """(name, aggregate over ``removed``): the stored rows removed and the partitions they leave
+        (``removed_from``, as ``inserted_metrics``)."""
+        return [*self._counts({"rows_removed": "1"}), *self._partitions("removed_from", "_part", "_part IS NULL")]
+
+    @staticmethod
+    def _counts(counts: Mapping[str, str]) -> list[tuple[str, str]]:
+        return [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
+
+    def _partitions(self, name: str, value: str, is_null: str) -> list[tuple[str, str]]:
+        return [(name, self.dialect.distinct_list(value, self.part_type)),
+                (f"{name}_null", f"CAST(coalesce(max(CASE WHEN {is_null} THEN 1 END), 0) AS INT)")]
 
     def positions(self) -> str:
         """Per shard the highest merged position and newest source time: ``(shard, position, op_ts)``."""
         return (f"SELECT _shard, max(_kpos), max(_op_ts) FROM raw_in WHERE _kpos > {self.watermark_expr()}"
                 " GROUP BY _shard")
-
-    def folder(self, part: str, known: Sequence[Any]) -> str:
-        """The output folder of a partition value: its index in ``known``, else ``n`` for null, else ``x`` + an MD5.
-
-        All are safe, short hive folder values whatever the partition value holds,
-        and the kernel maps them back (``kernel_output.tokens``); the index costs
-        nothing per row (hashing every row cost measurably over millions of rows),
-        and the hash only serves values ``known`` lacks (the one pass's new
-        partitions).
-        """
-        nulls = [i for i, v in enumerate(known) if v is None]
-        null_folder = self.dialect.string(str(nulls[0]) if nulls else NULL_FOLDER)
-        cases = " ".join(f"WHEN {part} = {self.part_literal(v)} THEN '{i}'" for i, v in enumerate(known)
-                         if v is not None)
-        text = self.dialect.type(pa.string())
-        return (f"CASE WHEN {part} IS NULL THEN {null_folder} {cases}"
-                f" ELSE concat('x', md5(CAST({part} AS {text}))) END")
-
-    def _kept(self, stored: str, same_part: str, extra: str = "") -> str:
-        """The stored rows of ``stored`` that stay: not removed from their partition (``same_part`` tests ``r._part``)."""
-        return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, c._merged_at{extra} FROM {stored} c"
-                f" WHERE NOT EXISTS (SELECT 1 FROM removed r WHERE {self.key_eq('r', 'c')} AND {same_part})")
-
-    def part_is(self, expr: str, value: Any) -> str:
-        """``expr`` is the partition ``value``: a plain comparison with a literal (engines prune on it), or IS NULL."""
-        return f"{expr} IS NULL" if value is None else f"{expr} = {self.part_literal(value)}"
-
-    def _inserted(self, extra: str = "", where: str = "") -> str:
-        return f"SELECT {self.cols()}, _seq, _op_ts, {self.merged_at} AS _merged_at{extra} FROM inserted{where}"
-
-    def output(self, parts: Sequence[Any]) -> str:
-        """Rows of the affected partitions ``parts`` (the ones in ``cur_rows``) after the merge, by ``_pdir``."""
-        return (f"SELECT {self.cols()}, _seq, _op_ts, _merged_at, {self.folder('_part', parts)} AS _pdir FROM ("
-                f"{self._kept('cur_rows', self.dialect.same('r._part', 'c._part'), ', c._part')}"
-                f" UNION ALL {self._inserted(', _part')}) merged")
-
-    def partition_output(self, value: Any, stored: str | None) -> str:
-        """One partition's rows after the merge; ``stored`` reads its current rows (None: a new partition)."""
-        inserted = self._inserted(where=f" WHERE {self.part_is('_part', value)}")
-        return inserted if stored is None else f"{self._kept(stored, self.part_is('r._part', value))} UNION ALL {inserted}"
-
-    def output_one_pass(self, parts: Sequence[Any]) -> str:
-        """Every partition's rows after the merge, and the next tombstones, straight from ``k`` in one scan.
-
-        ``parts``: the current partition values (new ones get hashed folders).
-        Tombstone rows go to folder ``t`` (never a partition's folder) with their
-        deletion time in ``_merged_at``; the kernel rewrites them as tombstone files.
-        """
-        p = self.params
-        kept = "_kind = 1 AND _removed = 0"
-        return (
-            f"SELECT {self.cols()}, CASE WHEN _delete = 1 AND _vdel = 1 THEN CAST({p.floor} AS BIGINT)"
-            f" ELSE _seq END AS _seq, _op_ts,"
-            f" CASE WHEN _upsert + _delete = 1 THEN {self.merged_at} WHEN _kind = 2 THEN _deleted_at"
-            f" ELSE _merged_at END AS _merged_at,"
-            f" CASE WHEN _upsert = 1 THEN {self.folder('_newpart', parts)}"
-            f" WHEN {kept} THEN {self.folder('_part', parts)} ELSE {self.dialect.string(TOMB_FOLDER)} END AS _pdir"
-            f" FROM k WHERE ({kept}) OR _upsert + _delete + _kept_tomb = 1"
-        )

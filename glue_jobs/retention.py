@@ -62,18 +62,24 @@ def referenced(table: Table, lake: Lake) -> set[str]:
 
 
 def remove_unreferenced(table: Table, lake: Lake, spec_table: str, cutoff: dt.datetime) -> int:
-    """Delete the table's files no remaining snapshot references, last modified before ``cutoff``."""
-    keep = referenced(table, lake)
-    deleted = 0
+    """Delete the table's files no remaining snapshot references, last modified before ``cutoff``.
+
+    The folders are listed first: when no file is old enough to go, no manifest
+    is read (a young table, or one whose files all changed within the window).
+    """
+    candidates = []
     for folder, suffix in ((layout.curated_data_dir(spec_table), ""), (layout.tombstones_dir(spec_table), ""),
                            (layout.curated_metadata_dir(spec_table), ".avro")):
         selector = pafs.FileSelector(lake.path(folder), allow_not_found=True, recursive=True)
-        for info in lake.fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not info.path.endswith(suffix):
-                continue
-            rel = lake.rel(info.path)
-            if rel in keep or info.mtime is None or info.mtime.astimezone(dt.UTC) >= cutoff:
-                continue
+        candidates += [info for info in lake.fs.get_file_info(selector)
+                       if info.type == pafs.FileType.File and info.path.endswith(suffix)
+                       and info.mtime is not None and info.mtime.astimezone(dt.UTC) < cutoff]
+    if not candidates:
+        return 0
+    keep = referenced(table, lake)
+    deleted = 0
+    for info in candidates:
+        if lake.rel(info.path) not in keep:
             lake.fs.delete_file(info.path)
             deleted += 1
     return deleted

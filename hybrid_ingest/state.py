@@ -41,6 +41,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "engine": "auto",
     "spark_threshold_bytes": 2 * 1024**3,
     "one_pass_change_fraction": 0.1,
+    "spark_broadcast_rows": 5_000_000,
     "duckdb_memory_limit": "4GB",
     "map_concurrency": 4,
     "lock_lease_seconds": 3600,
