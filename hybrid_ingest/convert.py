@@ -63,10 +63,10 @@ LOCAL_TIMESTAMPS = ("local-timestamp-millis", "local-timestamp-micros")
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 UUID_RULE = "a UUID in its 36-character form 8-4-4-4-12 of hex digits"
 # wide enough for any decimal128 value: quantizing never hits the context's own precision limit
-_DECIMALS = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
+DECIMAL_CONTEXT = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
 
 
-def _unwrap(avro_type: Any, path: str = "") -> tuple[Any, bool]:
+def unwrap(avro_type: Any, path: str = "") -> tuple[Any, bool]:
     """(the non-null branch, nullable) of a field type; unions of several non-null types are refused."""
     if isinstance(avro_type, list):
         branches = [t for t in avro_type if t != "null"]
@@ -77,7 +77,7 @@ def _unwrap(avro_type: Any, path: str = "") -> tuple[Any, bool]:
     return avro_type, False
 
 
-def _kinds(base: Any) -> tuple[str | None, Any]:
+def kinds(base: Any) -> tuple[str | None, Any]:
     """(logical type, Avro type name) of a non-union type."""
     if isinstance(base, dict):
         return base.get("logicalType"), base.get("type")
@@ -85,7 +85,7 @@ def _kinds(base: Any) -> tuple[str | None, Any]:
 
 
 def arrow_type(avro_type: Any) -> pa.DataType:
-    base, _ = _unwrap(avro_type)
+    base, _ = unwrap(avro_type)
     if isinstance(base, str):
         if base in _PRIMITIVES:
             return _PRIMITIVES[base]
@@ -111,7 +111,7 @@ def arrow_schema(spec: TableSpec, all_nullable: bool = False) -> pa.Schema:
     """The table's columns as Arrow; ``all_nullable`` for raw files, where deletes carry only keys."""
     fields = []
     for f in spec.schema["fields"]:
-        _, nullable = _unwrap(f["type"])
+        _, nullable = unwrap(f["type"])
         fields.append(pa.field(f["name"], arrow_type(f["type"]), nullable=all_nullable or nullable
                                or f["name"] not in spec.primary_key))
     return pa.schema(fields)
@@ -130,7 +130,7 @@ def check_storable(spec: TableSpec) -> None:
 def default_value(field: AvroSchema) -> tuple[bool, Any]:
     """(has a default, the default as a Python value of the field's Arrow type)."""
     if "default" not in field:
-        _, nullable = _unwrap(field["type"])
+        _, nullable = unwrap(field["type"])
         return (nullable, None)
     return True, from_json_value(field["type"], field["default"], f"default of {field['name']}")
 
@@ -154,7 +154,7 @@ def _fit_decimal(base: AvroSchema, number: decimal.Decimal, path: str, shown: st
     problem = _decimal_problem(number, precision, scale)
     if problem:
         raise ValidationError(f"{path}: {shown} {problem}")
-    return number.quantize(decimal.Decimal(1).scaleb(-scale), context=_DECIMALS)
+    return number.quantize(decimal.Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
 
 
 def _decimal_problem(number: decimal.Decimal, precision: int, scale: int) -> str | None:
@@ -166,7 +166,7 @@ def _decimal_problem(number: decimal.Decimal, precision: int, scale: int) -> str
                 f"(at most {precision - scale} digit(s) before the point)")
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -scale and (
-            number.quantize(decimal.Decimal(1).scaleb(-scale), context=_DECIMALS) != number):
+            number.quantize(decimal.Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT) != number):
         return f"does not fit decimal({precision},{scale}) (at most {scale} digit(s) after the point)"
     return None
 
@@ -197,7 +197,7 @@ def json_timestamp(base: Any, value: Any, path: str) -> dt.datetime:
 
 def _instant(base: Any, value: dt.datetime, path: str) -> dt.datetime:
     """An instant in UTC (no zone: UTC); a local timestamp is a naive wall-clock time and may carry no zone."""
-    logical, _ = _kinds(base)
+    logical, _ = kinds(base)
     if logical in LOCAL_TIMESTAMPS:
         if value.tzinfo is not None:
             raise ValidationError(f"{path}: a {logical} has no time zone; got {value.isoformat()}")
@@ -224,7 +224,7 @@ def json_boolean(_base: Any, value: Any, path: str) -> bool:
 
 
 def json_integer(base: Any, value: Any, path: str) -> int:
-    _, kind = _kinds(base)
+    _, kind = kinds(base)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{path}: expected an integer, got {value!r}")
     low, high = INT32_RANGE if kind == "int" else INT64_RANGE
@@ -234,7 +234,7 @@ def json_integer(base: Any, value: Any, path: str) -> int:
 
 
 def json_floating(base: Any, value: Any, path: str) -> float:
-    _, kind = _kinds(base)
+    _, kind = kinds(base)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{path}: expected a number, got {value!r}")
     try:
@@ -265,7 +265,7 @@ def json_bytes(base: Any, value: Any, path: str) -> bytes:
 
 
 def _sized(base: Any, value: bytes, path: str) -> bytes:
-    _, kind = _kinds(base)
+    _, kind = kinds(base)
     if kind == "fixed" and len(value) != base["size"]:
         raise ValidationError(f"{path}: fixed {base.get('name')!r} takes exactly {base['size']} bytes, "
                               f"got {len(value)}")
@@ -285,7 +285,7 @@ _BY_KIND: dict[str, JsonConverter] = {
 
 
 def _converter(base: Any, path: str) -> JsonConverter:
-    logical, kind = _kinds(base)
+    logical, kind = kinds(base)
     found = _BY_LOGICAL.get(logical) if logical else None
     found = found or (_BY_KIND.get(kind) if isinstance(kind, str) else None)
     if found is None:
@@ -295,7 +295,7 @@ def _converter(base: Any, path: str) -> JsonConverter:
 
 def from_json_value(avro_type: Any, value: Any, path: str) -> Any:
     """A JSON value (Avro JSON mapping; dates/timestamps as ISO-8601, decimals as strings) as Python."""
-    base, nullable = _unwrap(avro_type, path)
+    base, nullable = unwrap(avro_type, path)
     if value is None:
         if nullable:
             return None
@@ -330,12 +330,12 @@ def row_from_json(spec: TableSpec, row: dict[str, Any], key_only: bool = False) 
 
 def check_value(avro_type: Any, value: Any, path: str) -> None:
     """Why a Python value does not belong in a field, as the JSON rules above say it, or nothing."""
-    base, nullable = _unwrap(avro_type, path)
+    base, nullable = unwrap(avro_type, path)
     if value is None:
         if not nullable:
             raise ValidationError(f"{path} must not be null")
         return
-    logical, kind = _kinds(base)
+    logical, kind = kinds(base)
     if logical == "decimal":
         if not isinstance(value, decimal.Decimal):
             raise ValidationError(f"{path}: expected a decimal.Decimal, got {value!r}")
@@ -378,8 +378,8 @@ def _gap_check(avro_type: Any) -> PythonCheck | None:
     places than the scale is refused even when they are zeros) or coerces within
     the type (``True`` as 1, ``"1"`` as 1.0), as its documentation says.
     """
-    base, _ = _unwrap(avro_type)
-    logical, kind = _kinds(base)
+    base, _ = unwrap(avro_type)
+    logical, kind = kinds(base)
     if logical == "decimal":
         precision, scale = int(base["precision"]), int(base.get("scale", 0))
 

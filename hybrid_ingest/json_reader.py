@@ -40,16 +40,16 @@ from functools import partial
 from typing import Any
 
 from hybrid_ingest.convert import (
-    _DECIMALS,
+    DECIMAL_CONTEXT,
     FLOAT32_MAX,
     INT32_RANGE,
     INT64_RANGE,
     LOCAL_TIMESTAMPS,
     UUID_TEXT,
-    _kinds,
-    _unwrap,
     default_value,
     json_bytes,
+    kinds,
+    unwrap,
 )
 from hybrid_ingest.tables import OPS, SEQ_MAX, TS_TYPE, TableSpec
 
@@ -83,7 +83,7 @@ def _decimal_reader(precision: int, scale: int) -> Callable[[Any], decimal.Decim
         exponent = number.as_tuple().exponent
         if not isinstance(exponent, int) or exponent < -scale or (number and number.adjusted() >= digits_before):
             raise NotTaken
-        return number.quantize(quantum, context=_DECIMALS)
+        return number.quantize(quantum, context=DECIMAL_CONTEXT)
 
     return read_decimal
 
@@ -142,7 +142,7 @@ class _Source:
 
 def _value_check(src: _Source, base: Any, indent: int, name: str) -> None:
     """Lines that check ``v`` (None fails every check) and put the value the codec encodes into ``row``."""
-    logical, kind = _kinds(base)
+    logical, kind = kinds(base)
     reader: Callable[[Any], Any] | None = None
     if logical == "decimal":
         reader = _decimal_reader(int(base["precision"]), int(base.get("scale", 0)))
@@ -185,7 +185,7 @@ def _field(src: _Source, field: dict[str, Any], key_only: bool, is_key: bool) ->
     gives None, and None passes no check.
     """
     name = field["name"]
-    base, nullable = _unwrap(field["type"])
+    base, nullable = unwrap(field["type"])
     has_default, default = default_value(field)
     leave_out = key_only and not is_key  # a delete carries its key; other fields it leaves out stay out
     if not nullable and not has_default and not leave_out:
@@ -223,7 +223,7 @@ def compile_reader(spec: TableSpec) -> JsonReader:
     src = _Source()
     _row_function(src, spec, "full_row", key_only=False)
     _row_function(src, spec, "key_row", key_only=True)
-    ts_base, _ = _unwrap(TS_TYPE)
+    ts_base, _ = unwrap(TS_TYPE)
     assert ts_base.get("logicalType") == "timestamp-micros"
     src.emit(0, "def read(doc):")
     src.emit(1, f"if doc.__class__ is not dict or not doc.keys() <= {src.constant('keys', EVENT_KEYS)}:",
