@@ -26,6 +26,9 @@ from tests.merge.helpers import (
 MONTHS = ("2026-01-10", "2026-02-10", "2026-03-10")
 
 
+# The fence is the commit's, the same for both plans: Spark runs it with keys first.
+@pytest.mark.parametrize(("engine", "plan"), [("duckdb", "keys_first"), ("duckdb", "one_pass"),
+                                              pytest.param("spark", "keys_first", marks=pytest.mark.spark)])
 def test_a_run_paused_past_its_lease_cannot_publish_after_its_successor(ctx: MergeContext, raw: RawWriter,
                                                                        engine: str, plan: str) -> None:
     """Run A stalls after writing its files; its lease expires, run B takes it and commits; A resumes.
@@ -33,8 +36,6 @@ def test_a_run_paused_past_its_lease_cannot_publish_after_its_successor(ctx: Mer
     A's commit is refused (it read a snapshot that is no longer current), nothing
     of A is published or left behind, and the next run brings curated to the oracle.
     """
-    if engine == "spark" and plan == "one_pass":
-        pytest.skip("the fence is the commit's, the same for both plans: Spark runs it with keys first")
     clock = [1_000_000.0]
     names = ctx.clients.settings.names
     ctx.store = StateStore(ctx.clients.dynamodb, names.state_table, names.runs_table, clock=lambda: clock[0])
@@ -71,11 +72,11 @@ def test_a_run_paused_past_its_lease_cannot_publish_after_its_successor(ctx: Mer
     assert_matches(ctx, oracle)
 
 
+# Visibility is the commit's, not the kernel's: the DuckDB runs cover it.
+@pytest.mark.parametrize(("engine", "plan"), [("duckdb", "keys_first"), ("duckdb", "one_pass")])
 def test_a_reader_never_sees_a_moving_key_twice_or_missing(ctx: MergeContext, raw: RawWriter, engine: str,
                                                            plan: str) -> None:
     """A reader querying in a loop while runs move every key to another month sees each key exactly once."""
-    if engine == "spark":
-        pytest.skip("visibility is the commit's, not the kernel's: the DuckDB runs cover it")
     keys = list(range(1, 13))
     first = [ev("c", k, order(k, day=MONTHS[k % 3])) for k in keys]
     raw.write("orders", first)
@@ -117,12 +118,12 @@ def test_a_reader_never_sees_a_moving_key_twice_or_missing(ctx: MergeContext, ra
     assert_matches(ctx, oracle)
 
 
+# The catalog call is the same for every kernel and plan.
+@pytest.mark.parametrize(("engine", "plan"), [("duckdb", "keys_first")])
 def test_a_commit_whose_response_was_lost_is_found_by_the_next_run(ctx: MergeContext, raw: RawWriter, engine: str,
                                                                    plan: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The commit lands but its response is lost: the run fails, deletes nothing (its snapshot names its
     files), and the next run finds the snapshot, repairs the watermark and merges nothing twice."""
-    if engine == "spark" or plan == "one_pass":
-        pytest.skip("the catalog call is the same for every kernel and plan")
     from botocore.exceptions import ReadTimeoutError
     from pyiceberg.catalog.glue import GlueCatalog
 
