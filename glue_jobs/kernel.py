@@ -48,8 +48,8 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     register_inputs(engine, lake, job, sql, row_ids)
     for name, statement, materialize in sql.prelude():
         engine.define(name, statement, materialize)
+    decided = _decisions(engine, sql)
     known = [p.value for p in job.current]
-    decided = engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True)
     result = KernelResult()
     _positions(engine, job, sql, result)
     if job.one_pass:
@@ -57,6 +57,18 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     else:
         _keys_first(engine, lake, job, sql, result, decided)
     return result
+
+
+def _decisions(engine: Engine, sql: MergeSql) -> Metrics:
+    """``d``: ``dk`` itself when no key has several changes (counted while it is materialised), else decided
+    again with the tie rule in full (``MergeSql.multi``)."""
+    first = engine.observe("dk", sql.per_key(), [*sql.decision_metrics(), *sql.multi_metrics()], reused=True)()
+    if not first.pop("multi_keys"):
+        engine.define("d", "SELECT * FROM dk", False)
+        return lambda: first
+    for name, statement, materialize in sql.multi():
+        engine.define(name, statement, materialize)
+    return engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True)
 
 
 def _positions(engine: Engine, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
@@ -91,10 +103,8 @@ def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, resul
 def _one_pass(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
               decided: Metrics, known: list[Any]) -> None:
     engine.define("cur_all", current_rows(engine, lake, job, sql, job.current), False)
-    views = {name: statement for name, statement, _ in sql.views()}
-    engine.define("removed", views["removed"], False)
-    inserted = engine.observe("inserted", views["inserted"], sql.inserted_metrics(known), reused=False)
-    engine.define("tomb_next", views["tomb_next"], False)
+    inserted = engine.observe("inserted", sql.inserted(), sql.inserted_metrics(known), reused=False)
+    engine.define("tomb_next", sql.tomb_next(), False)
     folder = layout.run_data_dir(job.spec.table, job.run_id)
     written = engine.write(output_one_pass(sql, known), lake, folder, "_pdir", job.field_ids, job.rows_per_file,
                            job.compression)

@@ -67,13 +67,19 @@ class KernelJob:
     # shard -> (highest position, newest source time) of the raw input when its footers tell; None: ask the rows
     positions: Mapping[str, tuple[str, dt.datetime | None]] | None = None
 
+    def change_rows(self) -> int:
+        """The candidate changes' rows before the watermark filter: raw records and extract rows."""
+        return sum(g.rows for g in self.raw) + sum(x.files.rows for x in self.extracts)
+
+    def stored_rows(self) -> int:
+        return sum(p.files.rows for p in self.current)
+
     def decision_rows(self) -> int:
         """At most how many rows the per-key decisions hold (``merge_sql.DECISIONS``): a key per change and
         tombstone, and every stored row when a full extract may delete the keys it lacks."""
-        changes = sum(g.rows for g in self.raw) + sum(x.files.rows for x in self.extracts)
         tombstones = self.tombstones.rows if self.tombstones is not None else 0
-        stored = sum(p.files.rows for p in self.current) if self.params.full_rank >= 0 else 0
-        return changes + tombstones + stored
+        stored = self.stored_rows() if self.params.full_rank >= 0 else 0
+        return self.change_rows() + tombstones + stored
 
 
 @dataclass(frozen=True)

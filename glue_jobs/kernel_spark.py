@@ -61,20 +61,18 @@ def _release_checkpoint(frame: DataFrame) -> None:
 @dataclass
 class SparkEngine:
     spark: Any
-    broadcast: bool = False  # broadcast the DECISIONS relations (and so read only the stored keys that changed)
+    broadcast: bool = False  # broadcast the DECISIONS relations
+    # read only the stored keys that changed: a semi-join against the broadcast change keys (see ``merge_spark``)
+    narrow_stored: bool = False
     dialect: Dialect = field(default_factory=lambda: Dialect("spark"))
     clustered_writes: bool = False
-
-    @property
-    def narrow_stored(self) -> bool:
-        """A semi-join of the stored keys with the changed ones is a cheap probe when the latter are broadcast."""
-        return self.broadcast
 
     def __post_init__(self) -> None:
         self._saved = {key: self.spark.conf.get(key, None) for key in SESSION_CONF}
         for key, value in SESSION_CONF.items():
             self.spark.conf.set(key, value)
         self._views: dict[tuple[str, ...], str] = {}
+        self._names: set[str] = set()  # every temp view this run defined, dropped by ``close``
         self._checkpoints: list[DataFrame] = []
 
     def source(self, lake: Lake, group: FileGroup) -> str:
@@ -92,6 +90,7 @@ class SparkEngine:
     def _view(self, frame: DataFrame, rels: tuple[str, ...]) -> str:
         name = f"_src{len(self._views) + 1}"
         frame.createOrReplaceTempView(name)
+        self._names.add(name)
         self._views[rels] = name
         return name
 
@@ -118,6 +117,7 @@ class SparkEngine:
         if self.broadcast and name in DECISIONS:
             frame = F.broadcast(frame)
         frame.createOrReplaceTempView(name)
+        self._names.add(name)
 
     def observe(self, name: str, sql: str, metrics: Sequence[tuple[str, str]], reused: bool
                 ) -> Callable[[], dict[str, Any]]:
@@ -167,9 +167,8 @@ class SparkEngine:
     def close(self) -> None:
         for frame in self._checkpoints:
             _release_checkpoint(frame)
-        for name in self.spark.catalog.listTables():
-            if name.isTemporary:
-                self.spark.catalog.dropTempView(name.name)
+        for name in self._names:  # its own views only: listing the catalog costs a job, and others' views stay
+            self.spark.catalog.dropTempView(name)
         for key, value in self._saved.items():
             if value is None:
                 self.spark.conf.unset(key)
@@ -177,8 +176,15 @@ class SparkEngine:
                 self.spark.conf.set(key, value)
 
 
+# Narrowing the stored keys pays when it leaves most of them out of the decision's shuffle; when the changes
+# touch a large share of the table it only adds the change keys' broadcast.
+NARROW_STORED_RATIO = 4
+
+
 def merge_spark(spark: Any, lake: Lake, job: KernelJob, broadcast_rows: int) -> KernelResult:
-    engine = SparkEngine(spark, broadcast=job.decision_rows() <= broadcast_rows)
+    broadcast = job.decision_rows() <= broadcast_rows
+    narrow = broadcast and job.change_rows() * NARROW_STORED_RATIO <= job.stored_rows()
+    engine = SparkEngine(spark, broadcast=broadcast, narrow_stored=narrow)
     try:
         return run_kernel(engine, lake, job)
     finally:

@@ -77,10 +77,13 @@ def output_one_pass(sql: MergeSql, parts: Sequence[Any]) -> str:
     rest = ", ".join(c if c in sql.keys else f"{d.literal(None, f.type)} AS {c}"
                      for c, f in zip(sql.row_columns, arrow_schema(sql.spec), strict=True))
     null_ts = d.literal(None, pa.timestamp("us", tz="UTC"))
+    # the stored rows that stay, decided row by row against their key's decision: no ``removed`` relation
+    # (which would read the stored keys once more to be built, and be broadcast again)
+    kept = (f"SELECT {sql.cols('c')}, c._seq, c._op_ts, c._merged_at, c._part FROM cur_all c LEFT JOIN d"
+            f" ON {sql.key_eq('d', 'c')} WHERE NOT {sql.goes('c', 'd')}")
     return (
         f"SELECT {sql.cols()}, _seq, _op_ts, _merged_at, {folder(sql, '_part', parts)} AS _pdir FROM ("
-        f"{_kept(sql, 'cur_all', d.same('r._part', 'c._part'), ', c._part')}"
-        f" UNION ALL {_inserted(sql, ', _part')}) merged"
+        f"{kept} UNION ALL {_inserted(sql, ', _part')}) merged"
         f" UNION ALL SELECT {rest}, _seq, {null_ts} AS _op_ts, deleted_at AS _merged_at, {d.string(TOMB_FOLDER)}"
         " AS _pdir FROM tomb_next"
     )

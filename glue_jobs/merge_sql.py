@@ -46,7 +46,8 @@ with several changes, where the tie rule's full order (seq, source, extract,
 Kinesis position) decides and where a redelivered record must count once, are
 decided again by a window over their changes alone (``mw``), which overrides
 the aggregate's pick. Most keys change once between two runs, so the window
-sorts few records.
+sorts few records, and when no key has several changes (``dk`` counts them as
+it is materialised) the aggregate's decisions are the run's: ``d`` is ``dk``.
 
 Partitions: ``_part`` is a row's Iceberg partition value (the transform of its
 partition column, typed; see ``hybrid_ingest.iceberg.partition_type``), null for
@@ -252,61 +253,96 @@ class MergeSql:
                 f" FROM ({windowed}) w GROUP BY {', '.join(self.keys)}")
 
     def prelude(self) -> list[tuple[str, str, bool]]:
-        """(name, select, materialise) before the decisions: the changes, and the per-key aggregate."""
+        """(name, select, materialise) before the decisions: the changes and their keys."""
         keys = ", ".join(self.keys)
-        return [("chg", self._changes(), not self.row_ids), ("chg_keys", f"SELECT {keys} FROM chg", False),
-                ("dk", self._per_key(), True), ("multi", f"SELECT {keys} FROM dk WHERE _nchg > 1", False),
-                ("mw", self._multi(), False)]
+        return [("chg", self._changes(), not self.row_ids), ("chg_keys", f"SELECT {keys} FROM chg", False)]
+
+    def per_key(self) -> str:
+        """``dk``: the per-key aggregate with every key decided as if it had at most one change.
+
+        That is the decision itself for all keys unless some have several changes
+        (``multi_metrics`` counts them while ``dk`` is materialised): then ``multi``
+        and ``decisions`` decide again with the tie rule in full, else ``d`` is ``dk``
+        and the run saves a pass.
+        """
+        return self._decide(f"({self._per_key()})", multi=False)
+
+    def multi(self) -> list[tuple[str, str, bool]]:
+        """The relations that decide the keys with several changes (``mw``), read by ``decisions``."""
+        return [("multi", f"SELECT {', '.join(self.keys)} FROM dk WHERE _nchg > 1", False), ("mw", self._multi(), False)]
 
     def decisions(self) -> str:
-        """``d``: every key's decision, one row per key, as flags every later statement reads.
+        """``d`` when some keys have several changes: ``dk``'s flags decided again, ``mw`` overriding them."""
+        return self._decide("dk", multi=True)
+
+    def _aggregates(self) -> list[str]:
+        """The columns of the per-key aggregate (``_per_key``) that the decision reads."""
+        floor = ["_minseq", "_infull"] if self.params.full_rank >= 0 else []
+        return [*self.keys, "_eligseq", "_wpick", "_nchg", "_nstream", *floor, "_maxseq", "_tseq", "_ntomb"]
+
+    def _decide(self, source: str, multi: bool) -> str:
+        """Every key's decision, one row per key, as flags every later statement reads (with the aggregates).
 
         ``_wseq`` is the winning seq (a virtual delete's floor when no change is
         eligible), ``_applied`` whether it beats the stored row and the tombstone,
         ``_upsert``/``_delete`` what the key's winner does, ``_raw`` its stream
-        changes counted once.
+        changes counted once. With ``multi`` the keys in ``mw`` take its pick and count.
         """
         p = self.params
         virtual = (f"CASE WHEN k._infull = 0 AND k._minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
                    if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
-        pick = "CASE WHEN m._m IS NULL THEN k._wpick ELSE m._wpick END"
-        joined = (f"SELECT {self.key_cols('k')}, k._eligseq, {self.dialect.div(pick, '2')} AS _wrid,"
-                  f" {pick} % 2 AS _wdel,"
-                  " CASE WHEN m._m IS NULL THEN k._nstream ELSE m._raw END AS _raw, k._maxseq, k._tseq, k._ntomb,"
-                  f" coalesce(k._eligseq, {virtual}) AS _wseq,"
+        pick, raw, join = "k._wpick", "k._nstream", ""
+        if multi:
+            pick = "CASE WHEN m._m IS NULL THEN k._wpick ELSE m._wpick END"
+            raw = "CASE WHEN m._m IS NULL THEN k._nstream ELSE m._raw END"
+            join = f" LEFT JOIN mw m ON {self.key_eq('m', 'k')}"
+        joined = (f"SELECT {', '.join(f'k.{c}' for c in self._aggregates())}, {self.dialect.div(pick, '2')} AS _wrid,"
+                  f" {pick} % 2 AS _wdel, {raw} AS _raw, coalesce(k._eligseq, {virtual}) AS _wseq,"
                   f" CASE WHEN k._eligseq IS NULL AND {virtual} IS NOT NULL THEN 1 ELSE 0 END AS _vdel"
-                  f" FROM dk k LEFT JOIN mw m ON {self.key_eq('m', 'k')}")
+                  f" FROM {source} k{join}")
         applied = (f"SELECT *, CASE WHEN _wseq > coalesce(_maxseq, -1) AND _wseq > coalesce(_tseq, -1)"
                    f" THEN 1 ELSE 0 END AS _applied FROM ({joined}) j")
         return (f"SELECT *, CASE WHEN _applied = 1 AND _eligseq IS NOT NULL AND _wdel = 0 THEN 1 ELSE 0 END"
                 " AS _upsert, CASE WHEN _applied = 1 AND ((_eligseq IS NOT NULL AND _wdel = 1) OR _vdel = 1)"
                 f" THEN 1 ELSE 0 END AS _delete FROM ({applied}) a")
 
+    @staticmethod
+    def goes(stored: str, decision: str) -> str:
+        """Whether a stored row goes, given its key's decision: every copy when the key's winner applies, else
+        the stale duplicates of a key that a crashed run left in two partitions. Never NULL (no decision: it
+        stays)."""
+        return (f"coalesce({decision}._wseq IS NOT NULL AND ({decision}._applied = 1"
+                f" OR {stored}._seq < {decision}._maxseq), FALSE)")
+
     def removed(self) -> str:
-        """The stored rows that go, as (key, partition): every copy when the key's winner applies, else the
-        stale duplicates of a key that a crashed run left in two partitions."""
+        """The stored rows that go, as (key, partition)."""
         return (f"SELECT {self.key_cols('c')}, c._part FROM cur_keys c JOIN d ON {self.key_eq('d', 'c')}"
-                " WHERE d._wseq IS NOT NULL AND (d._applied = 1 OR c._seq < d._maxseq)")
+                f" WHERE {self.goes('c', 'd')}")
 
     def views(self) -> list[tuple[str, str, bool]]:
         """The decisions as the relations the output reads: ``removed``, ``inserted``, ``tomb_next``."""
+        return [("removed", self.removed(), False), ("inserted", self.inserted(), False),
+                ("tomb_next", self.tomb_next(), False)]
+
+    def inserted(self) -> str:
+        """The rows the applied upserts write, fetched by the winners' row numbers."""
+        return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, {self.partition_expr('c')} AS _part"
+                " FROM d JOIN chg c ON c._rid = d._wrid WHERE d._upsert = 1")
+
+    def tomb_next(self) -> str:
+        """The tombstones after the run: the applied deletes', and the kept ones of keys whose winner did not
+        apply (those that did apply replace or drop theirs)."""
         p = self.params
-        keys = ", ".join(self.keys)
         cutoff = self.dialect.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
-        return [
-            ("removed", self.removed(), False),
-            ("inserted", f"SELECT {self.cols('c')}, c._seq, c._op_ts, {self.partition_expr('c')} AS _part"
-                         f" FROM d JOIN chg c ON c._rid = d._wrid WHERE d._upsert = 1", False),
-            ("tomb_next",
-             f"SELECT {keys}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _wseq END AS _seq,"
-             f" {self.merged_at} AS deleted_at FROM d WHERE _delete = 1"
-             f" UNION ALL SELECT {self.key_cols('t')}, t._seq, t.deleted_at FROM tomb t JOIN d"
-             f" ON {self.key_eq('d', 't')} WHERE t.deleted_at >= {cutoff} AND d._applied = 0", False),
-        ]
+        return (f"SELECT {', '.join(self.keys)}, CASE WHEN _vdel = 1 THEN CAST({p.floor} AS BIGINT) ELSE _wseq END"
+                f" AS _seq, {self.merged_at} AS deleted_at FROM d WHERE _delete = 1"
+                f" UNION ALL SELECT {self.key_cols('t')}, t._seq, t.deleted_at FROM tomb t JOIN d"
+                f" ON {self.key_eq('d', 't')} WHERE t.deleted_at >= {cutoff} AND d._applied = 0")
 
     def stage1(self) -> list[tuple[str, str, bool]]:
         """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
-        return [*self.prelude(), ("d", self.decisions(), True), *self.views()]
+        return [*self.prelude(), ("dk", self.per_key(), True), *self.multi(), ("d", self.decisions(), True),
+                *self.views()]
 
     def decision_metrics(self) -> list[tuple[str, str]]:
         """(name, aggregate over ``d``): the run's counts.
@@ -320,6 +356,10 @@ class MergeSql:
         if self.params.full_rank >= 0:  # a full extract's virtual deletes (its own rows are snapshot reads)
             counts["full_extract_deletes"] = "_vdel * _delete"
         return self._counts(counts)
+
+    def multi_metrics(self) -> list[tuple[str, str]]:
+        """(name, aggregate over ``dk``): ``multi_keys``, how many keys have several changes."""
+        return self._counts({"multi_keys": "CASE WHEN _nchg > 1 THEN 1 ELSE 0 END"})
 
     def inserted_metrics(self, known: Sequence[Any] | None = None) -> list[tuple[str, str]]:
         """(name, aggregate over ``inserted``): ``affected``, the partitions the upserts go to (non-null values;
