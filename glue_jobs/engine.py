@@ -56,7 +56,8 @@ class Engine(Protocol):
 
     def row_ids(self, lake: Lake, groups: Sequence[FileGroup]) -> list[str] | None:
         """Per group, an expression over ``source(lake, group)`` numbering its rows uniquely among all the groups
-        and identically on every read; None when the engine cannot (it then numbers them as it materialises).
+        and identically on every read; None when the engine cannot (then only the changes of keys with several
+        changes are numbered, as they are materialised: ``MergeSql.multi``).
         """
 
     def define(self, name: str, sql: str, materialize: bool) -> None:

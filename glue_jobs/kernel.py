@@ -48,27 +48,27 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     register_inputs(engine, lake, job, sql, row_ids)
     for name, statement, materialize in sql.prelude():
         engine.define(name, statement, materialize)
-    decided = _decisions(engine, sql)
+    decided, multi = _decisions(engine, sql)
     known = [p.value for p in job.current]
     result = KernelResult()
     _positions(engine, job, sql, result)
     if job.one_pass:
-        _one_pass(engine, lake, job, sql, result, decided, known)
+        _one_pass(engine, lake, job, sql, result, decided, multi, known)
     else:
-        _keys_first(engine, lake, job, sql, result, decided)
+        _keys_first(engine, lake, job, sql, result, decided, multi)
     return result
 
 
-def _decisions(engine: Engine, sql: MergeSql) -> Metrics:
-    """``d``: ``dk`` itself when no key has several changes (counted while it is materialised), else decided
-    again with the tie rule in full (``MergeSql.multi``)."""
+def _decisions(engine: Engine, sql: MergeSql) -> tuple[Metrics, bool]:
+    """``d`` and its counts: ``dk`` itself when no key has several changes (counted while it is materialised),
+    else decided again with the tie rule in full (``MergeSql.multi``); and whether it was."""
     first = engine.observe("dk", sql.per_key(), [*sql.decision_metrics(), *sql.multi_metrics()], reused=True)()
     if not first.pop("multi_keys"):
         engine.define("d", "SELECT * FROM dk", False)
-        return lambda: first
+        return (lambda: first), False
     for name, statement, materialize in sql.multi():
         engine.define(name, statement, materialize)
-    return engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True)
+    return engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True), True
 
 
 def _positions(engine: Engine, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
@@ -82,11 +82,11 @@ def _positions(engine: Engine, job: KernelJob, sql: MergeSql, result: KernelResu
 
 
 def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
-                decided: Metrics) -> None:
+                decided: Metrics, multi: bool) -> None:
     # an engine that writes partition by partition reads both relations filtered by ``_part``: clustered by it,
     # each statement's filter skips the other partitions' blocks (DuckDB's zone maps)
     order = " ORDER BY _part" if engine.clustered_writes else ""
-    views = {name: statement for name, statement, _ in sql.views()}
+    views = {name: statement for name, statement, _ in sql.views(multi)}
     removed = engine.observe("removed", f"SELECT * FROM ({views['removed']}) v{order}", sql.removed_metrics(),
                              reused=True)
     inserted = engine.observe("inserted", f"SELECT * FROM ({views['inserted']}) v{order}", sql.inserted_metrics(),
@@ -101,9 +101,9 @@ def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, resul
 
 
 def _one_pass(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
-              decided: Metrics, known: list[Any]) -> None:
+              decided: Metrics, multi: bool, known: list[Any]) -> None:
     engine.define("cur_all", current_rows(engine, lake, job, sql, job.current), False)
-    inserted = engine.observe("inserted", sql.inserted(), sql.inserted_metrics(known), reused=False)
+    inserted = engine.observe("inserted", sql.inserted(multi), sql.inserted_metrics(known), reused=False)
     engine.define("tomb_next", sql.tomb_next(), False)
     folder = layout.run_data_dir(job.spec.table, job.run_id)
     written = engine.write(output_one_pass(sql, known), lake, folder, "_pdir", job.field_ids, job.rows_per_file,

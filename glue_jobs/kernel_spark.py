@@ -95,7 +95,8 @@ class SparkEngine:
         return name
 
     def row_ids(self, lake: Lake, groups: Sequence[FileGroup]) -> list[str] | None:
-        """None: a file's row index is no column Spark can join on cheaply, so the changes are checkpointed."""
+        """None: a file's row index is no column Spark can join on cheaply (its path is a string in a form Spark
+        chooses), so the changes of keys with several changes are numbered and checkpointed."""
         return None
 
     def define(self, name: str, sql: str, materialize: bool) -> None:

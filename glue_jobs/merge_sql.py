@@ -7,13 +7,15 @@ output), runs these statements in order, and writes their output
 (``merge_output_sql``). The SQL uses the subset both engines share; type names,
 literals and a few functions differ through ``merge_dialect.Dialect``.
 
-Every decision is made per key, on narrow records (keys, seqs, positions, the
-row number of a change), by a hash aggregate: the decisions ``d`` are one row
-per key that has a change or a tombstone. Rows are never carried through the
-decision: the winners' rows are joined back by row number (``inserted``) and the
-stored rows are matched by key (``removed``). On DuckDB an aggregate costs a
-fraction of a window over the same records; on Spark only narrow records are
-shuffled for the decision, and the decisions are small enough to broadcast.
+Every decision is made per key, on narrow records (keys, seqs, positions), by a
+hash aggregate: the decisions ``d`` are one row per key that has a change or a
+tombstone. Rows are never carried through the decision: a winner's row is
+joined back by its key when it is its key's only change, else by its row number
+(``inserted``), and the stored rows are matched by key (``removed``). So the
+changes need no number, nor a materialisation to keep one stable, except those
+of keys with several changes. On DuckDB an aggregate costs a fraction of a
+window over the same records; on Spark only narrow records are shuffled for the
+decision, and the decisions are small enough to broadcast.
 
 The rules (DESIGN.md "Merge semantics"):
 
@@ -169,9 +171,10 @@ class MergeSql:
     def _changes(self) -> str:
         """The candidate changes: raw changes above the per-shard watermark and the extracts' rows.
 
-        Each has a number, ``_rid``, by which ``inserted`` fetches the winners'
-        rows: the inputs' own with ``row_ids`` (then the changes are a view, read
-        again by each statement), else one given when they are materialised.
+        A view, read again by each statement. With ``row_ids`` each change carries
+        the inputs' own number, ``_rid``; without, only the changes of keys with
+        several changes get one, when they are materialised (``multi``): a key's
+        only change is found by its key.
         """
         ts, text = self.dialect.literal(None, RAW_META_TYPES["_op_ts"]), self.dialect.literal(None, pa.string())
         rid = ", _rid" if self.row_ids else ""
@@ -179,11 +182,17 @@ class MergeSql:
                    f" FROM raw_in WHERE _kpos > {self.watermark_expr()}"
                    f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq, {ts} AS _op_ts, _src, _xrank,"
                    f" '' AS _kpos, {text} AS _shard{rid} FROM ext_in")
-        return changes if self.row_ids else self.dialect.numbered(changes)
+        return changes
+
+    @staticmethod
+    def _del(alias: str) -> str:
+        """1 for a delete, else 0."""
+        return f"CASE WHEN {alias}._op = 'd' THEN 1 ELSE 0 END"
 
     def _pick(self, alias: str) -> str:
-        """A change's row number and whether it is a delete, as one number (``_wpick``): one aggregate finds both."""
-        return f"{alias}._rid * 2 + CASE WHEN {alias}._op = 'd' THEN 1 ELSE 0 END"
+        """A numbered change's row number and whether it is a delete, as one number (``mw``'s ``_wpick``): one
+        aggregate finds both."""
+        return f"{alias}._rid * 2 + {self._del(alias)}"
 
     def _records(self) -> str:
         """Every record that bears on a key's decision, narrow: changes, stored keys, tombstones.
@@ -194,14 +203,15 @@ class MergeSql:
         """
         d = self.dialect
         keys = ", ".join(self.keys)
-        ts, big = d.literal(None, RAW_META_TYPES["_op_ts"]), d.literal(None, pa.int64())
+        ts = d.literal(None, RAW_META_TYPES["_op_ts"])
         full = f", CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full" if self.params.full_rank >= 0 else ""
-        rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {d.literal(None, pa.int32())} AS _src, {big} AS _pick"
+        small = d.literal(None, pa.int32())
+        rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {small} AS _src, {small} AS _del"
         stored = "cur_keys"
         if self._narrowed:
             stored = f"(SELECT {self.key_cols('c')}, c._seq FROM cur_keys c {d.semi_join} chg_keys x" \
                      f" ON {self.key_eq('x', 'c')})"
-        return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._pick('c')} AS _pick,"
+        return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._del('c')} AS _del,"
                 f" {ts} AS _deleted_at FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at FROM {stored} s"
                 f" UNION ALL SELECT {keys}, 2 AS _kind, _seq, {rest}, deleted_at AS _deleted_at FROM tomb")
 
@@ -212,7 +222,7 @@ class MergeSql:
     def _per_key(self) -> str:
         """``dk``: one row per key from a hash aggregate over its records.
 
-        ``_wpick``: the ``_pick`` of its change if that is eligible (a key with
+        ``_adel``: whether its change is a delete, if that is eligible (a key with
         several changes is decided by ``_multi``); ``_nchg``/``_nstream``:
         its changes and stream changes; ``_maxseq``/``_tseq``: the highest stored
         and tombstone seqs; ``_ntomb``: its tombstones inside the retention window.
@@ -226,7 +236,7 @@ class MergeSql:
         # narrowed, every stored record has a change beside it
         having = "" if p.full_rank >= 0 or self._narrowed else " HAVING max(_kind) <> 1 OR min(_kind) <> 1"
         return (f"SELECT {', '.join(self.keys)}, max(CASE WHEN _elig = 1 THEN _seq END) AS _eligseq,"
-                " max(CASE WHEN _elig = 1 THEN _pick END) AS _wpick,"
+                " max(CASE WHEN _elig = 1 THEN _del END) AS _adel,"
                 f" sum(CASE WHEN _kind = 0 THEN 1 ELSE 0 END) AS _nchg,"
                 f" sum(CASE WHEN _kind = 0 AND _src = {STREAM} THEN 1 ELSE 0 END) AS _nstream,{floor}"
                 f" max(CASE WHEN _kind = 1 THEN _seq END) AS _maxseq, max(CASE WHEN _kind = 2 THEN _seq END) AS _tseq,"
@@ -244,7 +254,7 @@ class MergeSql:
         ordered = (f"PARTITION BY {', '.join(self.keys)} ORDER BY _elig DESC, _seq DESC, _src DESC NULLS LAST,"
                    " _xrank DESC NULLS LAST, _kpos ASC NULLS LAST, _shard ASC NULLS LAST")
         changes = (f"SELECT {self.key_cols('c')}, {self._pick('c')} AS _pick, c._src, c._xrank, c._seq, c._kpos,"
-                   f" c._shard FROM chg c {self.dialect.semi_join} multi m ON {self.key_eq('m', 'c')}")
+                   " c._shard FROM mchg c")
         windowed = (f"SELECT {', '.join(self.keys)}, _pick, _src, row_number() OVER ({ordered}) AS _rn,"
                     f" CASE WHEN lag(_shard) OVER ({ordered}) = _shard AND lag(_kpos) OVER ({ordered}) = _kpos"
                     f" THEN 1 ELSE 0 END AS _dup FROM (SELECT *, {self._elig} AS _elig FROM ({changes}) c) e")
@@ -255,7 +265,7 @@ class MergeSql:
     def prelude(self) -> list[tuple[str, str, bool]]:
         """(name, select, materialise) before the decisions: the changes and their keys."""
         keys = ", ".join(self.keys)
-        return [("chg", self._changes(), not self.row_ids), ("chg_keys", f"SELECT {keys} FROM chg", False)]
+        return [("chg", self._changes(), False), ("chg_keys", f"SELECT {keys} FROM chg", False)]
 
     def per_key(self) -> str:
         """``dk``: the per-key aggregate with every key decided as if it had at most one change.
@@ -268,8 +278,12 @@ class MergeSql:
         return self._decide(f"({self._per_key()})", multi=False)
 
     def multi(self) -> list[tuple[str, str, bool]]:
-        """The relations that decide the keys with several changes (``mw``), read by ``decisions``."""
-        return [("multi", f"SELECT {', '.join(self.keys)} FROM dk WHERE _nchg > 1", False), ("mw", self._multi(), False)]
+        """The relations that decide the keys with several changes: their changes (``mchg``, numbered if the
+        inputs do not number them) and ``mw``, read by ``decisions`` and ``inserted``."""
+        changes = f"SELECT c.* FROM chg c {self.dialect.semi_join} multi m ON {self.key_eq('m', 'c')}"
+        return [("multi", f"SELECT {', '.join(self.keys)} FROM dk WHERE _nchg > 1", False),
+                ("mchg", changes if self.row_ids else self.dialect.numbered(changes), not self.row_ids),
+                ("mw", self._multi(), False)]
 
     def decisions(self) -> str:
         """``d`` when some keys have several changes: ``dk``'s flags decided again, ``mw`` overriding them."""
@@ -278,7 +292,7 @@ class MergeSql:
     def _aggregates(self) -> list[str]:
         """The columns of the per-key aggregate (``_per_key``) that the decision reads."""
         floor = ["_minseq", "_infull"] if self.params.full_rank >= 0 else []
-        return [*self.keys, "_eligseq", "_wpick", "_nchg", "_nstream", *floor, "_maxseq", "_tseq", "_ntomb"]
+        return [*self.keys, "_eligseq", "_adel", "_nchg", "_nstream", *floor, "_maxseq", "_tseq", "_ntomb"]
 
     def _decide(self, source: str, multi: bool) -> str:
         """Every key's decision, one row per key, as flags every later statement reads (with the aggregates).
@@ -291,13 +305,14 @@ class MergeSql:
         p = self.params
         virtual = (f"CASE WHEN k._infull = 0 AND k._minseq <= {p.floor} THEN CAST({p.floor} AS BIGINT) END"
                    if p.full_rank >= 0 else "CAST(NULL AS BIGINT)")
-        pick, raw, join = "k._wpick", "k._nstream", ""
+        rid, wdel, raw, join = self.dialect.literal(None, pa.int64()), "k._adel", "k._nstream", ""
         if multi:
-            pick = "CASE WHEN m._m IS NULL THEN k._wpick ELSE m._wpick END"
+            rid = f"CASE WHEN m._m IS NOT NULL THEN {self.dialect.div('m._wpick', '2')} END"
+            wdel = "CASE WHEN m._m IS NULL THEN k._adel ELSE m._wpick % 2 END"
             raw = "CASE WHEN m._m IS NULL THEN k._nstream ELSE m._raw END"
             join = f" LEFT JOIN mw m ON {self.key_eq('m', 'k')}"
-        joined = (f"SELECT {', '.join(f'k.{c}' for c in self._aggregates())}, {self.dialect.div(pick, '2')} AS _wrid,"
-                  f" {pick} % 2 AS _wdel, {raw} AS _raw, coalesce(k._eligseq, {virtual}) AS _wseq,"
+        joined = (f"SELECT {', '.join(f'k.{c}' for c in self._aggregates())}, {rid} AS _wrid, {wdel} AS _wdel,"
+                  f" {raw} AS _raw, coalesce(k._eligseq, {virtual}) AS _wseq,"
                   f" CASE WHEN k._eligseq IS NULL AND {virtual} IS NOT NULL THEN 1 ELSE 0 END AS _vdel"
                   f" FROM {source} k{join}")
         applied = (f"SELECT *, CASE WHEN _wseq > coalesce(_maxseq, -1) AND _wseq > coalesce(_tseq, -1)"
@@ -319,15 +334,19 @@ class MergeSql:
         return (f"SELECT {self.key_cols('c')}, c._part FROM cur_keys c JOIN d ON {self.key_eq('d', 'c')}"
                 f" WHERE {self.goes('c', 'd')}")
 
-    def views(self) -> list[tuple[str, str, bool]]:
+    def views(self, multi: bool) -> list[tuple[str, str, bool]]:
         """The decisions as the relations the output reads: ``removed``, ``inserted``, ``tomb_next``."""
-        return [("removed", self.removed(), False), ("inserted", self.inserted(), False),
+        return [("removed", self.removed(), False), ("inserted", self.inserted(multi), False),
                 ("tomb_next", self.tomb_next(), False)]
 
-    def inserted(self) -> str:
-        """The rows the applied upserts write, fetched by the winners' row numbers."""
-        return (f"SELECT {self.cols('c')}, c._seq, c._op_ts, {self.partition_expr('c')} AS _part"
-                " FROM d JOIN chg c ON c._rid = d._wrid WHERE d._upsert = 1")
+    def inserted(self, multi: bool) -> str:
+        """The rows the applied upserts write: a key's only change by its key, the winner among several (with
+        ``multi``) by its row number."""
+        select = f"SELECT {self.cols('c')}, c._seq, c._op_ts, {self.partition_expr('c')} AS _part"
+        by_key = f"{select} FROM d JOIN chg c ON {self.key_eq('d', 'c')} WHERE d._upsert = 1 AND d._nchg = 1"
+        if not multi:
+            return by_key
+        return f"{by_key} UNION ALL {select} FROM d JOIN mchg c ON c._rid = d._wrid WHERE d._upsert = 1 AND d._nchg > 1"
 
     def tomb_next(self) -> str:
         """The tombstones after the run: the applied deletes', and the kept ones of keys whose winner did not
@@ -342,7 +361,7 @@ class MergeSql:
     def stage1(self) -> list[tuple[str, str, bool]]:
         """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
         return [*self.prelude(), ("dk", self.per_key(), True), *self.multi(), ("d", self.decisions(), True),
-                *self.views()]
+                *self.views(multi=True)]
 
     def decision_metrics(self) -> list[tuple[str, str]]:
         """(name, aggregate over ``d``): the run's counts.
