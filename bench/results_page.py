@@ -73,14 +73,14 @@ def merge_rows(m: Step, sizes: Sizes) -> list[Row]:
                     "(reference)", "n/a"))
     rows.append(Row(f"DuckDB engine / delta-rs MERGE ({small['changes']:,} changes into "
                     f"{sizes.merge_small_rows:,} rows)",
-                    f"{s['duckdb_vs_delta_small']:.2f} ({small['duckdb_full']:.1f} s vs {small['delta']:.1f} s; "
+                    f"{s['duckdb_vs_delta_small']:.2f} ({small['duckdb_full']:.2f} s vs {small['delta']:.2f} s; "
                     f"CPU {s['duckdb_vs_delta_small_cpu']:.2f}; load {small.get('duckdb_full_load', 0):.1f})",
                     "<= 1.0", verdict(s["duckdb_vs_delta_small"] <= 1.0)))
     for pair in s.get("spark", []):
         sp = m.figures[str(pair["rows"])]
         rows.append(Row(f"Spark engine / plain PySpark rewrite ({sp['changes']:,} changes into "
                         f"{pair['rows']:,} rows; best of {sp.get('spark_repeat', 1)} each, alternating)",
-                        f"{pair['ratio']:.2f} ({sp['spark_full']:.1f} s vs {sp['spark_plain']:.1f} s; load "
+                        f"{pair['ratio']:.2f} ({sp['spark_full']:.2f} s vs {sp['spark_plain']:.2f} s; load "
                         f"{sp.get('spark_full_load', 0):.1f}; CPU ratio {pair['cpu_ratio']:.2f}; our first, cold "
                         f"run {sp.get('spark_full_first', sp['spark_full']):.1f} s)",
                         "<= 1.15" if pair["rows"] <= 1_000_000 else "(measured)",
