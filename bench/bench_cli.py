@@ -165,17 +165,23 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def workspace(work: Path, lines: list[bytes]) -> Path:
+    """The bench table's schema folder and its events as JSON lines in ``work``; returns the events file."""
+    (work / "schemas").mkdir()
+    (work / "schemas" / f"{TABLE}.avsc").write_text(json.dumps(SCHEMA))
+    (work / "schemas" / f"{TABLE}.table.json").write_text(json.dumps(SPEC))
+    data = work / "events.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    return data
+
+
 def run(n_events: int = 300_000, runs: int = 3) -> dict[str, Any]:
     lines = json_lines(n_events)
     parsed, bodies = envelope_bodies(lines)
     figures: dict[str, Any] = {"events": n_events, "runs": runs, "table": TABLE, "load_start": load()}
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         work = Path(tmp)
-        (work / "schemas").mkdir()
-        (work / "schemas" / f"{TABLE}.avsc").write_text(json.dumps(SCHEMA))
-        (work / "schemas" / f"{TABLE}.table.json").write_text(json.dumps(SPEC))
-        data = work / "events.jsonl"
-        data.write_bytes(b"\n".join(lines) + b"\n")
+        data = workspace(work, lines)
         one = work / "one.jsonl"
         one.write_bytes(lines[0] + b"\n")
         print(f"{n_events:,} {TABLE} events ({data.stat().st_size / 1e6:.1f} MB of JSON lines), best of {runs}; "
@@ -233,11 +239,7 @@ def profile(n_events: int, command: str, out: Path) -> None:
     """pyinstrument's text profile of one whole ``produce`` or ``consume --until-idle`` (its main thread)."""
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         work = Path(tmp)
-        (work / "schemas").mkdir()
-        (work / "schemas" / f"{TABLE}.avsc").write_text(json.dumps(SCHEMA))
-        (work / "schemas" / f"{TABLE}.table.json").write_text(json.dumps(SPEC))
-        data = work / "events.jsonl"
-        data.write_bytes(b"\n".join(json_lines(n_events)) + b"\n")
+        data = workspace(work, json_lines(n_events))
         out.parent.mkdir(parents=True, exist_ok=True)
         runner = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile", str(out.resolve()), "-m",
                   "hybrid_ingest.cli"]

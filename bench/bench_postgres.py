@@ -43,14 +43,11 @@ import psycopg2
 import psycopg2.extras
 
 from glue_jobs.merge import MergeContext, run_merge
-from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
+from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.config import Settings
-from hybrid_ingest.lake import Lake
 from hybrid_ingest.local.stack import start_server
 from hybrid_ingest.query.local import LocalQuery
-from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import StateStore
 from producers.postgres.catalog import TableRef
 from producers.postgres.source import PostgresSource, SourceConfig
 from producers.producer import ChangeEventProducer, ProducerConfig, RecordProducer
@@ -92,12 +89,10 @@ class Bench:
         self.dsn = self.pg.create_database("bench")
         self.server, endpoint = start_server()
         self.settings = Settings(home=root / "home", lake_uri=(root / "lake").as_uri(), endpoint_url=endpoint)
-        self.clients = Clients(self.settings)
-        self.lake = Lake.from_uri(self.settings.lake_uri)
+        app = AppContext(self.settings)
+        self.clients, self.lake = app.clients, app.lake
         init(self.clients, self.lake, [REPO / "schemas"])
-        names = self.settings.names
-        self.registry = Registry(self.clients.dynamodb, names.registry_table)
-        self.store = StateStore(self.clients.dynamodb, names.state_table, names.runs_table)
+        self.registry, self.store = app.registry, app.store
 
     def execute(self, sql: str, values: list[tuple[Any, ...]] | None = None) -> None:
         con = psycopg2.connect(self.dsn)

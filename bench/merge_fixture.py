@@ -18,14 +18,11 @@ import duckdb
 
 from glue_jobs.merge import MergeContext, run_merge
 from hybrid_ingest import iceberg, layout
-from hybrid_ingest.aws import Clients
 from hybrid_ingest.bootstrap import init
+from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.config import Names, Settings
-from hybrid_ingest.lake import Lake
 from hybrid_ingest.manifest import Manifest, PartEntry, write_manifest
 from hybrid_ingest.position import SEQUENCE_DIGITS, SUB_DIGITS
-from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 MONTHS = 24
@@ -99,12 +96,10 @@ class Bench:
         self.root = root
         self.settings = Settings(home=root, lake_uri=(root / "lake").as_uri(), endpoint_url=endpoint,
                                  names=Names(prefix))
-        self.clients = Clients(self.settings)
-        self.lake = Lake.from_uri(self.settings.lake_uri)
+        app = AppContext(self.settings)
+        self.clients, self.lake = app.clients, app.lake
         init(self.clients, self.lake, [REPO / "schemas"])
-        names = self.settings.names
-        self.registry = Registry(self.clients.dynamodb, names.registry_table)
-        self.store = StateStore(self.clients.dynamodb, names.state_table, names.runs_table)
+        self.registry, self.store = app.registry, app.store
         self.store.put_settings({"tombstone_retention_hours": 10_000, "version_retention_hours": 10_000,
                                  "duckdb_memory_limit": memory})
         self.spec = self.registry.latest("orders").spec

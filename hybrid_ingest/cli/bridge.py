@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 from hybrid_ingest.cli.context import AppContext
 from hybrid_ingest.errors import ConfigError, HybridIngestError, SourceError, UnknownTableError
 from hybrid_ingest.layout import safe
+from hybrid_ingest.logs import quieted
 from hybrid_ingest.metrics import Metrics
 from producers.kafka_bridge import DLQ_STAGE, KafkaBridge
 from producers.kafka_client import (
@@ -56,17 +57,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-@contextmanager
-def quiet_logger(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def settings_from(options: dict[str, Any]) -> KafkaSettings:
@@ -145,7 +135,7 @@ def kafka(app: AppContext, /, **options: Any) -> None:
                 producer.version(table)
             except UnknownTableError as exc:
                 raise UnknownTableError(f"topic {topic!r}: {exc}") from exc
-        with quiet_logger("kafka"):  # a refused start is our one line, not the client's retries
+        with quieted("kafka", logging.CRITICAL):  # a refused start is our one line, not the client's retries
             consumer = open_consumer(config)
             check_topics(consumer, topics)
         bridge = KafkaBridge(consumer, producer, topics, app.lake, max_records=options["max_records"])

@@ -38,6 +38,7 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from hybrid_ingest import sqltext
 from hybrid_ingest.errors import QueryError
+from hybrid_ingest.logs import quieted
 
 ATHENA_CATALOG = "awsdatacatalog"  # Athena's name for the Glue Data Catalog, accepted as a qualifier
 _READS = "query reads only the curated tables, their $snapshots and $history tables and their _live views"
@@ -110,7 +111,7 @@ def parse(sql: str) -> ReadStatement:
     """The one read statement in ``sql``, or a QueryError saying what was refused and where."""
     if not sql.strip():
         raise QueryError("no SQL statement given")
-    with _quiet_sqlglot():
+    with quieted("sqlglot", logging.ERROR):  # the refusal says it in one line
         try:
             statements = [s for s in sqlglot.parse(sql, read="trino") if s is not None]
         except sqlglot.errors.SqlglotError as exc:  # ParseError, and TokenError (e.g. an unterminated string)
@@ -194,7 +195,7 @@ def _kind(sql: str, node: exp.Expr) -> str:
         return str(node.name).upper()
     if isinstance(node, exp.Expression) and not isinstance(node, exp.Alias | exp.Column | exp.Identifier):
         return node.key.upper()
-    with _quiet_sqlglot(), contextlib.suppress(sqlglot.errors.SqlglotError):  # e.g. INSTALL x reads as an alias
+    with quieted("sqlglot", logging.ERROR), contextlib.suppress(sqlglot.errors.SqlglotError):  # e.g. INSTALL x reads as an alias
         tokens = sqlglot.tokenize(sql, read="trino")
         if tokens:
             return tokens[0].text.upper()
@@ -204,15 +205,3 @@ def _kind(sql: str, node: exp.Expr) -> str:
 def _first_line(exc: Exception) -> str:
     # the first line says what and where; sqlglot's next ones repeat the SQL with terminal underlining
     return (str(exc).splitlines() or [""])[0]
-
-
-@contextlib.contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    """sqlglot logs a warning when it falls back to a raw command; the refusal says it in one line instead."""
-    logger = logging.getLogger("sqlglot")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
