@@ -27,7 +27,7 @@ files later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +126,8 @@ def commit(run: OpenRun, lake: Lake, spec: TableSpec, kernel: KernelResult, stat
             for old in run.files:
                 if old.partition in affected:
                     overwrite.delete_data_file(old.entry)
-            for value, files in kernel.written.items():
-                for written in files:
-                    overwrite.append_data_file(data_file(run.tx, lake, spec, value, written))
+            for new in data_files(run.tx, lake, spec, kernel.written):
+                overwrite.append_data_file(new)
         table = run.tx.commit_transaction()
     except CommitFailedException as exc:
         discard(lake, kernel.files())
@@ -142,23 +141,29 @@ def commit(run: OpenRun, lake: Lake, spec: TableSpec, kernel: KernelResult, stat
     return snapshot.snapshot_id
 
 
-def data_file(tx: Transaction, lake: Lake, spec: TableSpec, value: Any, written: WrittenFile) -> DataFile:
-    """A DataFile for a written Parquet file: the partition the kernel knows, the metrics from its footer.
+def data_files(tx: Transaction, lake: Lake, spec: TableSpec, written: Mapping[Any, Sequence[WrittenFile]]
+               ) -> Iterator[DataFile]:
+    """A DataFile per written Parquet file: the partition the kernel knows, the metrics from its footer.
 
-    The partition tuple is never inferred from column statistics (long strings are truncated there).
+    The partition tuple is never inferred from column statistics (long strings
+    are truncated there). The table's statistics plan and column mapping are
+    worked out once: pyiceberg rebuilds a transaction's metadata on each read.
     """
     metadata = tx.table_metadata
     schema = metadata.schema()
-    footer = pq.read_metadata(lake.path(written.rel), filesystem=lake.fs)
-    statistics = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=footer, stats_columns=compute_statistics_plan(schema, metadata.properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema))
-    partition = Record(iceberg.to_iceberg(value, iceberg.partition_type(spec))) if spec.partition else Record()
-    return DataFile.from_args(
-        content=DataFileContent.DATA, file_path=lake.uri(written.rel), file_format=FileFormat.PARQUET,
-        partition=partition, file_size_in_bytes=written.bytes, sort_order_id=None,
-        spec_id=metadata.default_spec_id, equality_ids=None, key_metadata=None,
-        **statistics.to_serialized_dict())
+    plan = compute_statistics_plan(schema, metadata.properties)
+    mapping = parquet_path_to_id_mapping(schema)
+    for value, files in written.items():
+        partition = Record(iceberg.to_iceberg(value, iceberg.partition_type(spec))) if spec.partition else Record()
+        for file in files:
+            footer = pq.read_metadata(lake.path(file.rel), filesystem=lake.fs)
+            statistics = data_file_statistics_from_parquet_metadata(
+                parquet_metadata=footer, stats_columns=plan, parquet_column_mapping=mapping)
+            yield DataFile.from_args(
+                content=DataFileContent.DATA, file_path=lake.uri(file.rel), file_format=FileFormat.PARQUET,
+                partition=partition, file_size_in_bytes=file.bytes, sort_order_id=None,
+                spec_id=metadata.default_spec_id, equality_ids=None, key_metadata=None,
+                **statistics.to_serialized_dict())
 
 
 def discard(lake: Lake, files: Sequence[WrittenFile]) -> None:

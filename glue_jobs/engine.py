@@ -51,6 +51,10 @@ class Engine(Protocol):
     def narrow_stored(self) -> bool:
         """``MergeSql.narrow_stored``: worth it where a semi-join is a cheap hash probe."""
 
+    @property
+    def aggregate_apart(self) -> bool:
+        """``MergeSql.aggregate_apart``: worth it where an aggregate or a join costs no shuffle."""
+
     def source(self, lake: Lake, group: FileGroup) -> str:
         """A FROM-clause expression reading these Parquet files (all of ``group.schema``) in one scan."""
 

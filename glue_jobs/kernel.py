@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from glue_jobs import kernel_output as output
+from glue_jobs import merge_metrics_sql as merge_metrics
 from glue_jobs.engine import Engine
 from glue_jobs.kernel_inputs import change_groups, current_rows, register_inputs
 from glue_jobs.kernel_model import KernelJob, KernelResult
@@ -44,7 +45,7 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
     """Merge and write: decisions, affected partitions, their new data files, the next tombstones."""
     row_ids = engine.row_ids(lake, change_groups(job))
     sql = MergeSql(job.spec, engine.dialect, job.params, narrow_stored=engine.narrow_stored,
-                   row_ids=row_ids is not None)
+                   aggregate_apart=engine.aggregate_apart, row_ids=row_ids is not None)
     register_inputs(engine, lake, job, sql, row_ids)
     for name, statement, materialize in sql.prelude():
         engine.define(name, statement, materialize)
@@ -62,13 +63,13 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
 def _decisions(engine: Engine, sql: MergeSql) -> tuple[Metrics, bool]:
     """``d`` and its counts: ``dk`` itself when no key has several changes (counted while it is materialised),
     else decided again with the tie rule in full (``MergeSql.multi``); and whether it was."""
-    first = engine.observe("dk", sql.per_key(), [*sql.decision_metrics(), *sql.multi_metrics()], reused=True)()
+    first = engine.observe("dk", sql.per_key(), [*merge_metrics.decisions(sql), *merge_metrics.multi_keys()], reused=True)()
     if not first.pop("multi_keys"):
         engine.define("d", "SELECT * FROM dk", False)
         return (lambda: first), False
     for name, statement, materialize in sql.multi():
         engine.define(name, statement, materialize)
-    return engine.observe("d", sql.decisions(), sql.decision_metrics(), reused=True), True
+    return engine.observe("d", sql.decisions(), merge_metrics.decisions(sql), reused=True), True
 
 
 def _positions(engine: Engine, job: KernelJob, sql: MergeSql, result: KernelResult) -> None:
@@ -87,9 +88,9 @@ def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, resul
     # each statement's filter skips the other partitions' blocks (DuckDB's zone maps)
     order = " ORDER BY _part" if engine.clustered_writes else ""
     views = {name: statement for name, statement, _ in sql.views(multi)}
-    removed = engine.observe("removed", f"SELECT * FROM ({views['removed']}) v{order}", sql.removed_metrics(),
+    removed = engine.observe("removed", f"SELECT * FROM ({views['removed']}) v{order}", merge_metrics.removed(sql),
                              reused=True)
-    inserted = engine.observe("inserted", f"SELECT * FROM ({views['inserted']}) v{order}", sql.inserted_metrics(),
+    inserted = engine.observe("inserted", f"SELECT * FROM ({views['inserted']}) v{order}", merge_metrics.inserted(sql),
                               reused=True)
     engine.define("tomb_next", views["tomb_next"], False)
     found = {**decided(), **removed(), **inserted()}
@@ -103,7 +104,7 @@ def _keys_first(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, resul
 def _one_pass(engine: Engine, lake: Lake, job: KernelJob, sql: MergeSql, result: KernelResult,
               decided: Metrics, multi: bool, known: list[Any]) -> None:
     engine.define("cur_all", current_rows(engine, lake, job, sql, job.current), False)
-    inserted = engine.observe("inserted", sql.inserted(multi), sql.inserted_metrics(known), reused=False)
+    inserted = engine.observe("inserted", sql.inserted(multi), merge_metrics.inserted(sql, known), reused=False)
     engine.define("tomb_next", sql.tomb_next(), False)
     folder = layout.run_data_dir(job.spec.table, job.run_id)
     written = engine.write(output_one_pass(sql, known), lake, folder, "_pdir", job.field_ids, job.rows_per_file,

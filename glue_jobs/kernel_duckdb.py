@@ -73,6 +73,7 @@ class DuckDBEngine:
     temp_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="hybrid-ingest-duckdb-"))
     dialect: Dialect = field(default_factory=lambda: Dialect("duckdb"))
     narrow_stored: bool = True
+    aggregate_apart: bool = True
     clustered_writes: bool = True
 
     def __post_init__(self) -> None:

@@ -64,6 +64,7 @@ class SparkEngine:
     broadcast: bool = False  # broadcast the DECISIONS relations
     # read only the stored keys that changed: a semi-join against the broadcast change keys (see ``merge_spark``)
     narrow_stored: bool = False
+    aggregate_apart: bool = False  # one shuffle of the decision's records, not one per input and join
     dialect: Dialect = field(default_factory=lambda: Dialect("spark"))
     clustered_writes: bool = False
 

@@ -97,6 +97,7 @@ class MergeSql:
     dialect: Dialect
     params: MergeParams
     narrow_stored: bool = False  # read only the stored keys that have a change (a cheap semi-join)
+    aggregate_apart: bool = False  # ``dk`` from an aggregate per input joined by key (``_per_key_apart``)
     row_ids: bool = False  # raw_in and ext_in carry a stable, unique ``_rid`` (see ``Engine.row_ids``)
 
     @property
@@ -197,9 +198,7 @@ class MergeSql:
     def _records(self) -> str:
         """Every record that bears on a key's decision, narrow: changes, stored keys, tombstones.
 
-        ``_kind`` says which (0 change, 1 stored row, 2 tombstone). With
-        ``narrow_stored`` only the stored keys that have a change are read, which
-        is exact unless a full extract deletes absent keys (then all are needed).
+        ``_kind`` says which (0 change, 1 stored row, 2 tombstone).
         """
         d = self.dialect
         keys = ", ".join(self.keys)
@@ -207,17 +206,22 @@ class MergeSql:
         full = f", CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full" if self.params.full_rank >= 0 else ""
         small = d.literal(None, pa.int32())
         rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {small} AS _src, {small} AS _del"
-        stored = "cur_keys"
-        if self._narrowed:
-            stored = f"(SELECT {self.key_cols('c')}, c._seq FROM cur_keys c {d.semi_join} chg_keys x" \
-                     f" ON {self.key_eq('x', 'c')})"
         return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._del('c')} AS _del,"
-                f" {ts} AS _deleted_at FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at FROM {stored} s"
-                f" UNION ALL SELECT {keys}, 2 AS _kind, _seq, {rest}, deleted_at AS _deleted_at FROM tomb")
+                f" {ts} AS _deleted_at FROM chg c UNION ALL SELECT {keys}, 1 AS _kind, _seq, {rest}, {ts} AS _deleted_at"
+                f" FROM {self._stored()} s UNION ALL SELECT {keys}, 2 AS _kind, _seq, {rest},"
+                " deleted_at AS _deleted_at FROM tomb")
 
     @property
     def _narrowed(self) -> bool:
         return self.narrow_stored and self.params.full_rank < 0
+
+    def _stored(self) -> str:
+        """The stored keys and seqs the decision reads: all of them, or with ``narrow_stored`` those that have a
+        change, which is exact unless a full extract deletes absent keys (then all are needed)."""
+        if not self._narrowed:
+            return "cur_keys"
+        return (f"(SELECT {self.key_cols('c')}, c._seq FROM cur_keys c {self.dialect.semi_join} chg_keys x"
+                f" ON {self.key_eq('x', 'c')})")
 
     def _per_key(self) -> str:
         """``dk``: one row per key from a hash aggregate over its records.
@@ -242,6 +246,34 @@ class MergeSql:
                 f" max(CASE WHEN _kind = 1 THEN _seq END) AS _maxseq, max(CASE WHEN _kind = 2 THEN _seq END) AS _tseq,"
                 f" sum(CASE WHEN _kind = 2 AND _deleted_at >= {cutoff} THEN 1 ELSE 0 END) AS _ntomb"
                 f" FROM ({self._records()}) r GROUP BY {', '.join(self.keys)}{having}")
+
+    def _per_key_apart(self) -> str:
+        """``dk`` as ``_per_key`` has it, from one aggregate per input joined by key instead of one over their union.
+
+        The same columns and keys: those with a change or a tombstone, and with a
+        full extract every stored key. On DuckDB this costs well under the union's
+        aggregate, which updates each of its aggregates for every record of every
+        input; on Spark each aggregate and join would be a shuffle of its own.
+        """
+        d, p = self.dialect, self.params
+        keys = ", ".join(self.keys)
+        cutoff = d.literal(p.tombstone_cutoff, TOMB_META_TYPES["deleted_at"])
+        full = p.full_rank >= 0
+        changes = (f"SELECT {keys}, max(CASE WHEN _elig = 1 THEN _seq END) AS _eligseq,"
+                   " max(CASE WHEN _elig = 1 THEN _del END) AS _adel, count(*) AS _nchg,"
+                   f" sum(CASE WHEN _src = {STREAM} THEN 1 ELSE 0 END) AS _nstream"
+                   f"{', max(_full) AS _infull' if full else ''} FROM (SELECT {keys}, _seq, _src, {self._elig} AS _elig,"
+                   f" {self._del('c')} AS _del{f', CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full' if full else ''}"
+                   " FROM chg c) c GROUP BY " + keys)
+        stored = (f"SELECT {keys}, max(_seq) AS _maxseq{', min(_seq) AS _minseq' if full else ''}"
+                  f" FROM {self._stored()} s GROUP BY {keys}")
+        tombs = (f"SELECT {keys}, max(_seq) AS _tseq, sum(CASE WHEN deleted_at >= {cutoff} THEN 1 ELSE 0 END)"
+                 f" AS _ntomb FROM tomb GROUP BY {keys}")
+        floor = " s._minseq, coalesce(c._infull, 0) AS _infull," if full else ""
+        return (f"SELECT {keys}, c._eligseq, c._adel, coalesce(c._nchg, 0) AS _nchg,"
+                f" coalesce(c._nstream, 0) AS _nstream,{floor} s._maxseq, t._tseq, coalesce(t._ntomb, 0) AS _ntomb"
+                f" FROM ({changes}) c {'FULL' if full else 'LEFT'} JOIN ({stored}) s USING ({keys})"
+                f" FULL JOIN ({tombs}) t USING ({keys})")
 
     def _multi(self) -> str:
         """``mw``: the keys with several changes, decided by the tie rule in full and their duplicates found.
@@ -271,11 +303,11 @@ class MergeSql:
         """``dk``: the per-key aggregate with every key decided as if it had at most one change.
 
         That is the decision itself for all keys unless some have several changes
-        (``multi_metrics`` counts them while ``dk`` is materialised): then ``multi``
+        (``merge_metrics_sql.multi_keys`` counts them while ``dk`` is materialised): then ``multi``
         and ``decisions`` decide again with the tie rule in full, else ``d`` is ``dk``
         and the run saves a pass.
         """
-        return self._decide(f"({self._per_key()})", multi=False)
+        return self._decide(f"({self._per_key_apart() if self.aggregate_apart else self._per_key()})", multi=False)
 
     def multi(self) -> list[tuple[str, str, bool]]:
         """The relations that decide the keys with several changes: their changes (``mchg``, numbered if the
@@ -362,46 +394,6 @@ class MergeSql:
         """Every statement up to the decisions' views, for a reader that wants the views only (the live view)."""
         return [*self.prelude(), ("dk", self.per_key(), True), *self.multi(), ("d", self.decisions(), True),
                 *self.views(multi=True)]
-
-    def decision_metrics(self) -> list[tuple[str, str]]:
-        """(name, aggregate over ``d``): the run's counts.
-
-        Plain aggregates with no grouping, so an engine can compute them while ``d``
-        is materialised (Spark's ``observe``). Counts the input files' footers give
-        (extract rows, tombstones before) are left to the kernel.
-        """
-        counts = {"raw_rows": "_raw", "upserts": "_upsert", "deletes": "_delete",
-                  "tombstones_kept": "CASE WHEN _applied = 0 THEN _ntomb ELSE 0 END"}
-        if self.params.full_rank >= 0:  # a full extract's virtual deletes (its own rows are snapshot reads)
-            counts["full_extract_deletes"] = "_vdel * _delete"
-        return self._counts(counts)
-
-    def multi_metrics(self) -> list[tuple[str, str]]:
-        """(name, aggregate over ``dk``): ``multi_keys``, how many keys have several changes."""
-        return self._counts({"multi_keys": "CASE WHEN _nchg > 1 THEN 1 ELSE 0 END"})
-
-    def inserted_metrics(self, known: Sequence[Any] | None = None) -> list[tuple[str, str]]:
-        """(name, aggregate over ``inserted``): ``affected``, the partitions the upserts go to (non-null values;
-        ``affected_null``: the null partition). With ``known`` (the one pass, which writes every partition
-        anyway) only those outside ``known``: which known ones changed, the written files' footers tell
-        (``kernel_output.changed_partitions``)."""
-        if known is None:
-            return self._partitions("affected", "_part", "_part IS NULL")
-        outside = f"NOT {self.in_parts('_part', known)}"
-        return self._partitions("affected", f"CASE WHEN {outside} THEN _part END", f"{outside} AND _part IS NULL")
-
-    def removed_metrics(self) -> list[tuple[str, str]]:
-        """(name, aggregate over ``removed``): the stored rows removed and the partitions they leave
-        (``removed_from``, as ``inserted_metrics``)."""
-        return [*self._counts({"rows_removed": "1"}), *self._partitions("removed_from", "_part", "_part IS NULL")]
-
-    @staticmethod
-    def _counts(counts: Mapping[str, str]) -> list[tuple[str, str]]:
-        return [(name, f"CAST(coalesce(sum({value}), 0) AS BIGINT)") for name, value in counts.items()]
-
-    def _partitions(self, name: str, value: str, is_null: str) -> list[tuple[str, str]]:
-        return [(name, self.dialect.distinct_list(value, self.part_type)),
-                (f"{name}_null", f"CAST(coalesce(max(CASE WHEN {is_null} THEN 1 END), 0) AS INT)")]
 
     def positions(self) -> str:
         """Per shard the highest merged position and newest source time: ``(shard, position, op_ts)``."""

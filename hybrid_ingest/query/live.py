@@ -80,4 +80,5 @@ def _job(engine: DuckDBEngine, lake: Lake, store: StateStore, table: Table, spec
                          tombstone_cutoff=now - FOREVER)
     job = KernelJob(spec=spec, raw=tuple(pending.raw), extracts=(), current=partitions, tombstones=tomb,
                     params=params, rewrite_all=False, run_id="live", field_ids={}, rows_per_file=1)
-    return job, MergeSql(spec, engine.dialect, params, narrow_stored=engine.narrow_stored)
+    return job, MergeSql(spec, engine.dialect, params, narrow_stored=engine.narrow_stored,
+                       aggregate_apart=engine.aggregate_apart)
