@@ -14,8 +14,10 @@ joined back by its key when it is its key's only change, else by its row number
 (``inserted``), and the stored rows are matched by key (``removed``). So the
 changes need no number, nor a materialisation to keep one stable, except those
 of keys with several changes. On DuckDB an aggregate costs a fraction of a
-window over the same records; on Spark only narrow records are shuffled for the
-decision, and the decisions are small enough to broadcast.
+window over the same records, and one per input (changes, stored keys,
+tombstones) joined by key less than one over their union
+(``aggregate_apart``); on Spark only narrow records are shuffled for the
+decision, once, and the decisions are small enough to broadcast.
 
 The rules (DESIGN.md "Merge semantics"):
 
