@@ -253,9 +253,11 @@ class MergeSql:
         """``dk`` as ``_per_key`` has it, from one aggregate per input joined by key instead of one over their union.
 
         The same columns and keys: those with a change or a tombstone, and with a
-        full extract every stored key. On DuckDB this costs well under the union's
-        aggregate, which updates each of its aggregates for every record of every
-        input; on Spark each aggregate and join would be a shuffle of its own.
+        full extract every stored key (a tombstone's key with no change may lack
+        ``_maxseq``, which decides nothing without a winner). On DuckDB this costs
+        well under the union's aggregate, which updates each of its aggregates for
+        every record of every input; on Spark each aggregate and join would be a
+        shuffle of its own.
         """
         d, p = self.dialect, self.params
         keys = ", ".join(self.keys)
