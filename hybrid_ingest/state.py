@@ -13,25 +13,29 @@ Items in the state table (``pk``, ``sk``):
 
 Run history lives in its own table: ``pk`` = table name (or ``workflow``), ``sk`` =
 ``<started_at ISO>#<run_id>``, so the newest runs of a table are one query.
+
+Checkpoints and consumer stats are ``state_stream``'s, leases ``state_leases``';
+``StateStore`` is all of them over one table.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError
+from hybrid_ingest.errors import ConditionFailedError
 from hybrid_ingest.position import Position
+from hybrid_ingest.state_leases import LeaseState
+from hybrid_ingest.state_stream import StreamState
+from hybrid_ingest.state_table import Clock, condition_failed
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-Clock = Callable[[], float]
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "target_file_bytes": 128 * 1024 * 1024,
@@ -57,14 +61,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Lease:
-    name: str
-    owner: str
-    expires: float
-    token: int
-
-
-@dataclass(frozen=True)
 class Watermark:
     """What a table's curated state already contains; ``version`` guards the compare-and-set."""
 
@@ -80,272 +76,15 @@ class Watermark:
         return done is not None and position <= done
 
 
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
-
-
-class StateStore:
+class StateStore(StreamState, LeaseState):
     """Adapter over the state and runs tables; clients and names passed in, clock injectable for tests."""
 
     def __init__(self, dynamodb: DynamoDBClient, state_table: str, runs_table: str,
                  clock: Clock = time.time) -> None:
-        self._ddb = dynamodb
-        self._state = state_table
+        super().__init__(dynamodb, state_table, clock)
         self._runs = runs_table
-        self._clock = clock
-        self.page_size: int | None = None  # tests set it to see queries cross pages
 
-    def _query(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every item of a query, across pages (a page ends at 1 MB, or at ``page_size`` items)."""
-        kwargs = {**kwargs, **({"Limit": self.page_size} if self.page_size else {})}
-        while True:
-            page = self._ddb.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    # -- shard checkpoints --------------------------------------------------------------------
-
-    def checkpoints(self, stream: str) -> dict[str, Position]:
-        result: dict[str, Position] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self._state,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}},
-            "ConsistentRead": True,
-        }
-        for item in self._query(kwargs):
-            result[item["sk"]["S"]] = Position.parse(item["position"]["S"])
-        return result
-
-    def checkpoint(self, stream: str, shard: str) -> Position | None:
-        item = self._ddb.get_item(
-            TableName=self._state, Key={"pk": {"S": f"checkpoint#{stream}"}, "sk": {"S": shard}},
-            ConsistentRead=True,
-        ).get("Item")
-        return Position.parse(item["position"]["S"]) if item else None
-
-    def set_checkpoint(self, stream: str, shard: str, position: Position, lease: Lease | None = None,
-                       finished: bool = False) -> None:
-        """Move a shard's checkpoint forward; refused if it would go back or the lease was lost."""
-        condition = "(attribute_not_exists(pk) OR #p < :p)"
-        values: dict[str, Any] = {":p": {"S": str(position)}}
-        if lease is not None:
-            condition += " AND (attribute_not_exists(lease_token) OR lease_token <= :token)"
-            values[":token"] = {"N": str(lease.token)}
-        item: dict[str, Any] = {
-            "pk": {"S": f"checkpoint#{stream}"},
-            "sk": {"S": shard},
-            "position": {"S": str(position)},
-            "finished": {"BOOL": finished},
-            "updated": {"N": repr(self._clock())},
-        }
-        if lease is not None:
-            item["lease_token"] = {"N": str(lease.token)}
-        try:
-            self._ddb.put_item(
-                TableName=self._state, Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#p": "position"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise ConditionFailedError(
-                    f"checkpoint of {shard} not moved to {position}: behind the stored one or lease lost"
-                ) from exc
-            raise
-
-    def finished_shards(self, stream: str) -> set[str]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._state,
-            "KeyConditionExpression": "pk = :pk",
-            "FilterExpression": "finished = :t",
-            "ExpressionAttributeValues": {":pk": {"S": f"checkpoint#{stream}"}, ":t": {"BOOL": True}},
-            "ConsistentRead": True,
-        }
-        return {item["sk"]["S"] for item in self._query(kwargs)}
-
-    def finish_shard(self, stream: str, shard: str, lease: Lease | None = None) -> None:
-        """Mark a closed shard finished without moving its checkpoint (its children may start).
-
-        Needed when the last flush already checkpointed the shard's end, or the shard held
-        no records at all; fenced by the lease token like ``set_checkpoint``.
-        """
-        values: dict[str, Any] = {
-            ":t": {"BOOL": True}, ":now": {"N": repr(self._clock())},
-            ":p": {"S": str(Position(0))},
-        }
-        update = "SET finished = :t, updated = :now, #p = if_not_exists(#p, :p)"
-        condition = None
-        if lease is not None:
-            condition = "attribute_not_exists(lease_token) OR lease_token <= :token"
-            values[":token"] = {"N": str(lease.token)}
-        kwargs: dict[str, Any] = {
-            "TableName": self._state, "Key": {"pk": {"S": f"checkpoint#{stream}"}, "sk": {"S": shard}},
-            "UpdateExpression": update, "ExpressionAttributeNames": {"#p": "position"},
-            "ExpressionAttributeValues": values,
-        }
-        if condition:
-            kwargs["ConditionExpression"] = condition
-        try:
-            self._ddb.update_item(**kwargs)
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise ConditionFailedError(f"shard {shard} not marked finished: lease lost") from exc
-            raise
-
-    # -- consumer stats (written by the stream consumer, read by ``status``) -------------------
-
-    def put_consumer_stats(self, stream: str, shard: str, *, lag_ms: int, owner: str,
-                           increments: Mapping[str, int]) -> None:
-        """Add a flush's counts to a shard's running totals and record its current lag.
-
-        Counters are added server-side (``ADD``), so totals survive restarts and owner changes.
-        """
-        names = {"#owner": "owner"}
-        values: dict[str, Any] = {
-            ":lag": {"N": str(int(lag_ms))}, ":owner": {"S": owner}, ":now": {"N": repr(self._clock())},
-        }
-        adds = []
-        for index, (name, value) in enumerate(sorted(increments.items())):
-            names[f"#c{index}"] = name
-            values[f":c{index}"] = {"N": str(int(value))}
-            adds.append(f"#c{index} :c{index}")
-        update = "SET lag_ms = :lag, #owner = :owner, updated = :now"
-        if adds:
-            update += " ADD " + ", ".join(adds)
-        self._ddb.update_item(
-            TableName=self._state, Key={"pk": {"S": f"consumer#{stream}"}, "sk": {"S": shard}},
-            UpdateExpression=update, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-        )
-
-    def consumer_stats(self, stream: str) -> dict[str, dict[str, Any]]:
-        """Per shard: ``lag_ms``, ``owner``, ``updated`` (epoch seconds) and the counters added so far."""
-        result: dict[str, dict[str, Any]] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self._state,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"consumer#{stream}"}},
-            "ConsistentRead": True,
-        }
-        for item in self._query(kwargs):
-            stats: dict[str, Any] = {}
-            for key, value in item.items():
-                if key in ("pk", "sk"):
-                    continue
-                if "N" in value:
-                    number = float(value["N"])
-                    stats[key] = int(number) if key != "updated" else number
-                elif "S" in value:
-                    stats[key] = value["S"]
-            result[item["sk"]["S"]] = stats
-        return result
-
-    # -- leases and locks ---------------------------------------------------------------------
-
-    def acquire(self, name: str, owner: str, ttl_seconds: float) -> Lease:
-        """Take a lease if free, expired or already ours; raise LeaseHeldError otherwise.
-
-        ``token`` grows on every change of owner, so writes fenced by an old token fail
-        even if a paused former owner wakes up believing it still holds the lease.
-        """
-        now = self._clock()
-        item = self._lease_item(name)
-        token = 1
-        if item is not None:
-            token = int(item["token"]["N"]) + (0 if item.get("owner", {}).get("S") == owner else 1)
-        expires = now + ttl_seconds
-        try:
-            self._ddb.put_item(
-                TableName=self._state,
-                Item={
-                    "pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"},
-                    "owner": {"S": owner}, "expires": {"N": repr(expires)}, "token": {"N": str(token)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR expires < :now OR #o = :o",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":now": {"N": repr(now)}, ":o": {"S": owner}},
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                holder = self.lease(name)
-                who = f"{holder.owner} until {holder.expires:.0f}" if holder else "someone"
-                raise LeaseHeldError(f"lease {name!r} is held by {who}") from exc
-            raise
-        return Lease(name, owner, expires, token)
-
-    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
-        """Extend a lease we still hold; LeaseHeldError if it was taken over."""
-        expires = self._clock() + ttl_seconds
-        try:
-            self._ddb.update_item(
-                TableName=self._state,
-                Key={"pk": {"S": f"lease#{lease.name}"}, "sk": {"S": "lease"}},
-                UpdateExpression="SET expires = :e",
-                ConditionExpression="#o = :o AND #t = :t",
-                ExpressionAttributeNames={"#o": "owner", "#t": "token"},
-                ExpressionAttributeValues={
-                    ":e": {"N": repr(expires)}, ":o": {"S": lease.owner}, ":t": {"N": str(lease.token)},
-                },
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise LeaseHeldError(f"lease {lease.name!r} was lost by {lease.owner}") from exc
-            raise
-        return Lease(lease.name, lease.owner, expires, lease.token)
-
-    def release(self, lease: Lease) -> bool:
-        """Give a lease back; False if it was no longer ours (nothing to release).
-
-        The item stays, without an owner and already expired, so its token keeps
-        growing across owners: a token that restarted at 1 would be refused by the
-        checkpoints an earlier owner fenced with a higher one.
-        """
-        try:
-            self._ddb.update_item(
-                TableName=self._state,
-                Key={"pk": {"S": f"lease#{lease.name}"}, "sk": {"S": "lease"}},
-                UpdateExpression="REMOVE #o SET expires = :zero",
-                ConditionExpression="#o = :o AND #t = :t",
-                ExpressionAttributeNames={"#o": "owner", "#t": "token"},
-                ExpressionAttributeValues={
-                    ":o": {"S": lease.owner}, ":t": {"N": str(lease.token)}, ":zero": {"N": "0"},
-                },
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
-
-    def _lease_item(self, name: str) -> dict[str, Any] | None:
-        return self._ddb.get_item(
-            TableName=self._state, Key={"pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"}}, ConsistentRead=True
-        ).get("Item")
-
-    def lease(self, name: str) -> Lease | None:
-        """The current holder (possibly expired), or None if never taken or released."""
-        item = self._lease_item(name)
-        if item is None or "owner" not in item:
-            return None
-        return Lease(name, item["owner"]["S"], float(item["expires"]["N"]), int(item["token"]["N"]))
-
-    def leases(self, prefix: str) -> list[Lease]:
-        page = self._ddb.scan(
-            TableName=self._state,
-            FilterExpression="begins_with(pk, :p)",
-            ExpressionAttributeValues={":p": {"S": f"lease#{prefix}"}},
-            ConsistentRead=True,
-        )
-        return [
-            Lease(i["pk"]["S"].removeprefix("lease#"), i["owner"]["S"], float(i["expires"]["N"]),
-                  int(i["token"]["N"]))
-            for i in page.get("Items", []) if "owner" in i
-        ]
-
-    # -- watermarks ----------------------------------------------------------------------------
+    # -- watermarks    # -- watermarks ----------------------------------------------------------------------------
 
     def watermark(self, table: str) -> Watermark:
         item = self._ddb.get_item(
@@ -390,7 +129,7 @@ class StateStore:
                 **condition,
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if condition_failed(exc):
                 raise ConditionFailedError(
                     f"watermark of {new.table!r} moved since version {expected_version}: a concurrent run committed"
                 ) from exc
@@ -493,7 +232,7 @@ class StateStore:
                 **condition,
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if condition_failed(exc):
                 raise ConditionFailedError(
                     f"source {name!r} was changed by another process since version {expected_version}"
                 ) from exc

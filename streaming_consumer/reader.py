@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from hybrid_ingest.position import Position
-from hybrid_ingest.state import Lease
+from hybrid_ingest.state_leases import Lease
 from streaming_consumer.core import KinesisRecord, build_batch
 from streaming_consumer.shards import ShardInfo, drained_without_end_signal, shard_from_child
 from streaming_consumer.sink import write_batch

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING
 from hybrid_ingest.errors import ConditionFailedError, LeaseHeldError, ShardsUnreadableError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.metrics import Metrics
-from hybrid_ingest.state import Clock, Lease, StateStore
+from hybrid_ingest.state import StateStore
+from hybrid_ingest.state_leases import Lease
+from hybrid_ingest.state_table import Clock
 from streaming_consumer.core import Resolver
 from streaming_consumer.reader import FlushEvent, ShardReader
 from streaming_consumer.shards import (

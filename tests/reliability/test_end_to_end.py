@@ -40,7 +40,8 @@ from hybrid_ingest.errors import ConditionFailedError
 from hybrid_ingest.lake import Lake
 from hybrid_ingest.position import Position
 from hybrid_ingest.registry import Registry
-from hybrid_ingest.state import Lease, StateStore
+from hybrid_ingest.state import StateStore
+from hybrid_ingest.state_leases import Lease
 from producers.kinesis import KinesisDelivery
 from producers.producer import ChangeEventProducer, ProducerConfig, RecordProducer
 from producers.spool import Spool
