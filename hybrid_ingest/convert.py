@@ -13,9 +13,9 @@ lake: ``check_storable`` refuses them when a table is registered.
 Every value a producer takes in is checked here and refused with a
 ``ValidationError`` that names its field path (``row.total_amount``, ``ts``):
 one function per Avro type turns a JSON value into the Python value the codec
-encodes (``from_json_value``), and ``check_value`` checks a Python value handed
-to ``ChangeEventProducer.send()``. The rules, the same for JSON lines, Python
-values and bulk extracts:
+encodes (``from_json_value``); ``send_checks`` applies the same rules to the
+Python values handed to ``ChangeEventProducer.send()``. The rules, the same for
+JSON lines, Python values and bulk extracts:
 
 * decimal: a string or number with at most ``scale`` digits after the point
   (trailing zeros are fine) and at most ``precision - scale`` before it; NaN
@@ -35,20 +35,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import io
 import math
 import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import fastavro
 import pyarrow as pa
-from fastavro.schema import parse_schema
 
 from hybrid_ingest.errors import SpecError, ValidationError
-from hybrid_ingest.tables import TS_TYPE, AvroSchema, TableSpec, envelope_schema
+from hybrid_ingest.tables import AvroSchema, TableSpec
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _PRIMITIVES: dict[str, pa.DataType] = {
@@ -145,19 +140,19 @@ def json_decimal(base: AvroSchema, value: Any, path: str) -> decimal.Decimal:
         number = decimal.Decimal(value if isinstance(value, str) else str(value))
     except decimal.InvalidOperation as exc:
         raise ValidationError(f"{path}: {value!r} is not a decimal number") from exc
-    return _fit_decimal(base, number, path, repr(value))
+    return fit_decimal(base, number, path, repr(value))
 
 
-def _fit_decimal(base: AvroSchema, number: decimal.Decimal, path: str, shown: str) -> decimal.Decimal:
+def fit_decimal(base: AvroSchema, number: decimal.Decimal, path: str, shown: str) -> decimal.Decimal:
     """``number`` at the type's scale, or why it does not fit ``decimal(precision, scale)`` (``shown``: as given)."""
     precision, scale = int(base["precision"]), int(base.get("scale", 0))
-    problem = _decimal_problem(number, precision, scale)
+    problem = decimal_problem(number, precision, scale)
     if problem:
         raise ValidationError(f"{path}: {shown} {problem}")
     return number.quantize(decimal.Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
 
 
-def _decimal_problem(number: decimal.Decimal, precision: int, scale: int) -> str | None:
+def decimal_problem(number: decimal.Decimal, precision: int, scale: int) -> str | None:
     """Why ``number`` does not fit ``decimal(precision, scale)``; quantizes only a number with more places."""
     if not number.is_finite():
         return "is not a finite decimal"
@@ -192,10 +187,10 @@ def json_timestamp(base: Any, value: Any, path: str) -> dt.datetime:
             raise ValidationError(f"{path}: {value!r} is not an ISO-8601 timestamp") from exc
     else:
         raise ValidationError(f"{path}: expected an ISO-8601 timestamp string, got {value!r}")
-    return _instant(base, parsed, path)
+    return to_instant(base, parsed, path)
 
 
-def _instant(base: Any, value: dt.datetime, path: str) -> dt.datetime:
+def to_instant(base: Any, value: dt.datetime, path: str) -> dt.datetime:
     """An instant in UTC (no zone: UTC); a local timestamp is a naive wall-clock time and may carry no zone."""
     logical, _ = kinds(base)
     if logical in LOCAL_TIMESTAMPS:
@@ -261,10 +256,10 @@ def json_bytes(base: Any, value: Any, path: str) -> bytes:
             raise ValidationError(f"{path}: bytes must be written with code points 0-255") from exc
     if not isinstance(value, bytes):
         raise ValidationError(f"{path}: expected a string of bytes, got {value!r}")
-    return _sized(base, value, path)
+    return check_size(base, value, path)
 
 
-def _sized(base: Any, value: bytes, path: str) -> bytes:
+def check_size(base: Any, value: bytes, path: str) -> bytes:
     _, kind = kinds(base)
     if kind == "fixed" and len(value) != base["size"]:
         raise ValidationError(f"{path}: fixed {base.get('name')!r} takes exactly {base['size']} bytes, "
@@ -284,7 +279,7 @@ _BY_KIND: dict[str, JsonConverter] = {
 }
 
 
-def _converter(base: Any, path: str) -> JsonConverter:
+def json_converter(base: Any, path: str) -> JsonConverter:
     logical, kind = kinds(base)
     found = _BY_LOGICAL.get(logical) if logical else None
     found = found or (_BY_KIND.get(kind) if isinstance(kind, str) else None)
@@ -300,7 +295,7 @@ def from_json_value(avro_type: Any, value: Any, path: str) -> Any:
         if nullable:
             return None
         raise ValidationError(f"{path} must not be null")
-    return _converter(base, path)(base, value, path)
+    return json_converter(base, path)(base, value, path)
 
 
 def row_from_json(spec: TableSpec, row: dict[str, Any], key_only: bool = False) -> dict[str, Any]:
@@ -323,141 +318,6 @@ def row_from_json(spec: TableSpec, row: dict[str, Any], key_only: bool = False) 
             continue
         out[name] = from_json_value(f["type"], row[name], f"row.{name}")
     return out
-
-
-# -- Python values handed to ChangeEventProducer.send() ---------------------------------------------------
-
-
-def check_value(avro_type: Any, value: Any, path: str) -> None:
-    """Why a Python value does not belong in a field, as the JSON rules above say it, or nothing."""
-    base, nullable = unwrap(avro_type, path)
-    if value is None:
-        if not nullable:
-            raise ValidationError(f"{path} must not be null")
-        return
-    logical, kind = kinds(base)
-    if logical == "decimal":
-        if not isinstance(value, decimal.Decimal):
-            raise ValidationError(f"{path}: expected a decimal.Decimal, got {value!r}")
-        _fit_decimal(base, value, path, repr(value))
-    elif logical == "uuid":
-        if not isinstance(value, uuid.UUID):
-            json_uuid(base, value, path)
-    elif logical == "date":
-        if not isinstance(value, dt.date):
-            raise ValidationError(f"{path}: expected a datetime.date, got {value!r}")
-    elif logical in INSTANTS + LOCAL_TIMESTAMPS:
-        if not isinstance(value, dt.datetime):
-            raise ValidationError(f"{path}: expected a datetime.datetime, got {value!r}")
-        _instant(base, value, path)
-    elif kind in ("bytes", "fixed"):
-        if not isinstance(value, bytes | bytearray):
-            raise ValidationError(f"{path}: expected bytes, got {value!r}")
-        _sized(base, bytes(value), path)
-    elif kind == "string":
-        json_string(base, value, path)
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise ValidationError(f"{path}: not encodable as UTF-8 ({exc.reason})") from exc
-    else:
-        _converter(base, path)(base, value, path)
-
-
-PythonCheck = Callable[[Any, str], None]
-
-
-def _gap_check(avro_type: Any) -> PythonCheck | None:
-    """A check for what fastavro's writer lets through but the lake cannot hold, or None if it has no gap.
-
-    fastavro encodes a Decimal with too many digits before the point (the
-    consumer cannot store it), any string as a UUID (the consumer would
-    dead-letter it, far from its source), a zoned datetime as a local timestamp
-    (dropping the zone) and an overflowing float as infinity. Everything else it
-    refuses itself (then ``check_event`` names the field; a Decimal with more
-    places than the scale is refused even when they are zeros) or coerces within
-    the type (``True`` as 1, ``"1"`` as 1.0), as its documentation says.
-    """
-    base, _ = unwrap(avro_type)
-    logical, kind = kinds(base)
-    if logical == "decimal":
-        precision, scale = int(base["precision"]), int(base.get("scale", 0))
-
-        def decimal_check(value: Any, path: str) -> None:
-            if isinstance(value, decimal.Decimal) and value.is_finite() and value and (
-                    value.adjusted() >= precision - scale):
-                raise ValidationError(f"{path}: {value!r} {_decimal_problem(value, precision, scale)}")
-
-        return decimal_check
-    if logical == "uuid":
-        def uuid_check(value: Any, path: str) -> None:
-            if not isinstance(value, uuid.UUID) and not (isinstance(value, str) and UUID_TEXT.fullmatch(value)):
-                raise ValidationError(f"{path}: {value!r} is not {UUID_RULE}")
-
-        return uuid_check
-    if logical in LOCAL_TIMESTAMPS:
-        def local_check(value: Any, path: str) -> None:
-            if isinstance(value, dt.datetime) and value.tzinfo is not None:
-                raise ValidationError(f"{path}: a {logical} has no time zone; got {value.isoformat()}")
-
-        return local_check
-    if kind == "float":
-        def float_check(value: Any, path: str) -> None:
-            if isinstance(value, int | float) and not isinstance(value, bool) and (
-                    FLOAT32_MAX < abs(value) < math.inf):
-                raise ValidationError(f"{path}: {value} is out of range for float")
-
-        return float_check
-    return None
-
-
-@dataclass(frozen=True)
-class RowChecks:
-    """``_gap_check`` of each field that has one: what ``send()`` checks before the codec, built once per schema.
-
-    Built per schema version (``SchemaVersion.row_checks``) and run on every event
-    ``send()`` takes; fields without a gap cost nothing. When the codec itself
-    refuses a value, ``check_event`` finds the field.
-    """
-
-    fields: tuple[tuple[str, str, PythonCheck], ...]  # (name, path, check)
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        for name, path, check in self.fields:
-            value = row.get(name)
-            if value is not None:
-                check(value, path)
-
-
-def row_checks(spec: TableSpec) -> RowChecks:
-    checks = ((f["name"], _gap_check(f["type"])) for f in spec.schema["fields"])
-    return RowChecks(tuple((name, f"row.{name}", check) for name, check in checks if check is not None))
-
-
-def check_event(spec: TableSpec, event: dict[str, Any]) -> None:
-    """Name the value the codec refused: each of ``ts`` and the row's fields is encoded alone.
-
-    Only on the error path. The first value fastavro refuses is reported with
-    ``check_value``'s reason, or fastavro's own when ``check_value`` has none.
-    """
-    row = event["row"]
-    row_fields = envelope_schema(spec)["fields"][3]["type"]["fields"]  # as encoded: non-key fields nullable
-    candidates = [("ts", TS_TYPE, event.get("ts"))]
-    candidates += [(f"row.{f['name']}", f["type"], row[f["name"]]) for f in row_fields if f["name"] in row]
-    for path, avro_type, value in candidates:
-        refused = _fastavro_refuses(avro_type, value)
-        if refused is not None:
-            check_value(avro_type, value, path)
-            raise ValidationError(f"{path}: {refused}")
-
-
-def _fastavro_refuses(avro_type: Any, value: Any) -> str | None:
-    probe = parse_schema({"type": "record", "name": "probe", "fields": [{"name": "value", "type": avro_type}]})
-    try:
-        fastavro.schemaless_writer(io.BytesIO(), probe, {"value": value})
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-        return str(exc)
-    return None
 
 
 def to_json_value(value: Any) -> Any:

@@ -17,7 +17,7 @@ second rule book) or refuses it with the field path. So a line is read as
 ``convert`` reads it, and an accepted event is the same value as the one
 ``producers.events.event_from_json`` returns (a property test compares the
 two). What the reader accepts also passes ``tables.validate_event`` and
-``convert.RowChecks``: every non-nullable field is converted non-null or
+``send_checks.RowChecks``: every non-nullable field is converted non-null or
 defaulted, a delete carries its key, and the values fastavro would let through
 but the lake cannot hold (decimals out of range, UUID text, zoned local
 timestamps, floats beyond float32) are refused here first.

@@ -29,7 +29,7 @@ import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from botocore.exceptions import ClientError
 
-from hybrid_ingest.convert import RowChecks, check_storable, row_checks
+from hybrid_ingest.convert import check_storable
 from hybrid_ingest.errors import (
     ConditionFailedError,
     SchemaIncompatibleError,
@@ -38,6 +38,7 @@ from hybrid_ingest.errors import (
     UnknownTableError,
 )
 from hybrid_ingest.json_reader import JsonReader, compile_reader
+from hybrid_ingest.send_checks import RowChecks, row_checks
 from hybrid_ingest.tables import AvroSchema, TableSpec, envelope_schema, spec_from_documents
 from hybrid_ingest.wire import Codec, canonical_form, fingerprint
 
@@ -65,7 +66,7 @@ class SchemaVersion:
 
     @cached_property
     def row_checks(self) -> RowChecks:
-        """What ``send()`` checks beyond the codec (see ``convert.RowChecks``), built once per version."""
+        """What ``send()`` checks beyond the codec (see ``send_checks.RowChecks``), built once per version."""
         return row_checks(self.spec)
 
     @cached_property

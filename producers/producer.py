@@ -25,9 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hybrid_ingest.convert import check_event
 from hybrid_ingest.errors import HybridIngestError, ValidationError
 from hybrid_ingest.registry import SchemaVersion
+from hybrid_ingest.send_checks import check_event
 from hybrid_ingest.tables import validate_event
 from producers.kinesis import DeliveryStats, KinesisDelivery, check_record_size
 from producers.routing import partition_key
