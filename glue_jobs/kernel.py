@@ -63,7 +63,8 @@ def run_kernel(engine: Engine, lake: Lake, job: KernelJob) -> KernelResult:
 def _decisions(engine: Engine, sql: MergeSql) -> tuple[Metrics, bool]:
     """``d`` and its counts: ``dk`` itself when no key has several changes (counted while it is materialised),
     else decided again with the tie rule in full (``MergeSql.multi``); and whether it was."""
-    first = engine.observe("dk", sql.per_key(), [*merge_metrics.decisions(sql), *merge_metrics.multi_keys()], reused=True)()
+    counts = [*merge_metrics.decisions(sql), *merge_metrics.multi_keys()]
+    first = engine.observe("dk", sql.per_key(), counts, reused=True)()
     if not first.pop("multi_keys"):
         engine.define("d", "SELECT * FROM dk", False)
         return (lambda: first), False

@@ -167,6 +167,11 @@ class MergeSql:
         return f"_src = {FULL} AND _xrank = {self.params.full_rank}"
 
     @property
+    def _full_flag(self) -> str:
+        """1 for a row of the full extract that set this run's floor, else 0 (a change's ``_full``)."""
+        return f"CASE WHEN {self._full} THEN 1 ELSE 0 END"
+
+    @property
     def _elig(self) -> str:
         """A change is eligible if above the floor, or a row of the full extract that set it."""
         return f"CASE WHEN _seq > {self.params.floor} OR ({self._full}) THEN 1 ELSE 0 END"
@@ -181,11 +186,10 @@ class MergeSql:
         """
         ts, text = self.dialect.literal(None, RAW_META_TYPES["_op_ts"]), self.dialect.literal(None, pa.string())
         rid = ", _rid" if self.row_ids else ""
-        changes = (f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos, _shard{rid}"
-                   f" FROM raw_in WHERE _kpos > {self.watermark_expr()}"
-                   f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq, {ts} AS _op_ts, _src, _xrank,"
-                   f" '' AS _kpos, {text} AS _shard{rid} FROM ext_in")
-        return changes
+        return (f"SELECT {self.cols()}, _op, _seq, _op_ts, {STREAM} AS _src, -1 AS _xrank, _kpos, _shard{rid}"
+                f" FROM raw_in WHERE _kpos > {self.watermark_expr()}"
+                f" UNION ALL SELECT {self.cols()}, 'r' AS _op, _seq, {ts} AS _op_ts, _src, _xrank,"
+                f" '' AS _kpos, {text} AS _shard{rid} FROM ext_in")
 
     @staticmethod
     def _del(alias: str) -> str:
@@ -205,7 +209,7 @@ class MergeSql:
         d = self.dialect
         keys = ", ".join(self.keys)
         ts = d.literal(None, RAW_META_TYPES["_op_ts"])
-        full = f", CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full" if self.params.full_rank >= 0 else ""
+        full = f", {self._full_flag} AS _full" if self.params.full_rank >= 0 else ""
         small = d.literal(None, pa.int32())
         rest = f"0 AS _elig{', 0 AS _full' if full else ''}, {small} AS _src, {small} AS _del"
         return (f"SELECT {keys}, 0 AS _kind, _seq, {self._elig} AS _elig{full}, _src, {self._del('c')} AS _del,"
@@ -267,8 +271,8 @@ class MergeSql:
                    " max(CASE WHEN _elig = 1 THEN _del END) AS _adel, count(*) AS _nchg,"
                    f" sum(CASE WHEN _src = {STREAM} THEN 1 ELSE 0 END) AS _nstream"
                    f"{', max(_full) AS _infull' if full else ''} FROM (SELECT {keys}, _seq, _src, {self._elig} AS _elig,"
-                   f" {self._del('c')} AS _del{f', CASE WHEN {self._full} THEN 1 ELSE 0 END AS _full' if full else ''}"
-                   " FROM chg c) c GROUP BY " + keys)
+                   f" {self._del('c')} AS _del{f', {self._full_flag} AS _full' if full else ''}"
+                   f" FROM chg c) c GROUP BY {keys}")
         stored = (f"SELECT {keys}, max(_seq) AS _maxseq{', min(_seq) AS _minseq' if full else ''}"
                   f" FROM {self._stored()} s GROUP BY {keys}")
         tombs = (f"SELECT {keys}, max(_seq) AS _tseq, sum(CASE WHEN deleted_at >= {cutoff} THEN 1 ELSE 0 END)"
